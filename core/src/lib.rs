@@ -1,0 +1,21 @@
+//! `alert-core`: what every service of the alert broadcaster shares.
+//!
+//! # Layout
+//! - [`model`]: the contract's types: `QueueMessage` (listener -> processor), `Window`
+//!   (a location's aggregate), `Event` (what clients receive).
+//! - [`input`]: JSON ingest parsing and validation, UUID stamping, idempotency keys.
+//! - [`cap`]: CAP 1.2 XML into the same messages.
+//! - [`aggregate`]: the aggregation rules as pure functions, and the in-memory
+//!   `Aggregator` built from them (the reference the Redis script is tested against).
+//! - [`telemetry`], [`shutdown`]: logging and signal handling for the binaries.
+
+pub mod aggregate;
+pub mod cap;
+pub mod input;
+pub mod model;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use aggregate::{Aggregator, Change, Ingested, apply_alert, close, close_if_due};
+pub use input::{InvalidInput, Limits, RequestContext};
+pub use model::{Alert, Cancel, CloseReason, Event, EventDraft, EventType, QueueMessage, Window};
