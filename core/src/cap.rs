@@ -308,4 +308,22 @@ mod tests {
         );
         assert!(parse_cap(b"\xff\xfe<alert/>", &request(), &Limits::default()).is_err());
     }
+
+    /// These made xml_serde 1.4.1 loop forever (see vendor/xml_serde/PATCHED.md).
+    #[test]
+    fn stray_text_and_broken_tags_are_rejected_not_looped_on() {
+        for inner in [
+            "a\u{feff}b",
+            "stray text",
+            "a</\u{7f}b",
+            "a<\u{feff}b",
+            "a<I<=b",
+        ] {
+            let xml =
+                format!(r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">{inner}</alert>"#);
+            assert!(parse(&xml).is_err(), "{inner:?}");
+        }
+        let stray_in_info = cap("Alert", &INFO.replace("<event>", "stray<event>"));
+        let _ = parse(&stray_in_info); // accepted or rejected, but answered
+    }
 }

@@ -13,9 +13,13 @@ pub mod aggregate;
 pub mod cap;
 pub mod input;
 pub mod model;
+pub mod queue;
+pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 
 pub use aggregate::{Aggregator, Change, Ingested, apply_alert, close, close_if_due};
 pub use input::{InvalidInput, Limits, RequestContext};
 pub use model::{Alert, Cancel, CloseReason, Event, EventDraft, EventType, QueueMessage, Window};
+pub use queue::{AlertQueue, QueueError};
+pub use secret::Secret;

@@ -27,3 +27,36 @@ pub async fn signal() {
         () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }
+
+/// Serves `router` until `shutdown` completes, then stops accepting and lets in-flight
+/// requests finish for at most `drain`, so a pod stops within its grace period.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: std::time::Duration,
+) -> std::io::Result<()> {
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = draining_tx.send(());
+    });
+    let deadline = async move {
+        if draining_rx.await.is_ok() {
+            tokio::time::sleep(drain).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(drain_seconds = drain.as_secs(), "requests still in flight after the drain timeout; stopping");
+            Ok(())
+        }
+    }
+}

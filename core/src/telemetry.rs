@@ -37,3 +37,14 @@ pub fn init(format: LogFormat) {
             .init(),
     }
 }
+
+/// The Prometheus text exposition of `registry`, for `/metrics`.
+pub fn render(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder;
+    let mut buffer = Vec::new();
+    let encoder = prometheus::TextEncoder::new();
+    if let Err(error) = encoder.encode(&registry.gather(), &mut buffer) {
+        tracing::error!(%error, "cannot encode metrics");
+    }
+    String::from_utf8(buffer).unwrap_or_default()
+}

@@ -1,0 +1,277 @@
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicU64, AtomicUsize, Ordering},
+};
+use std::time::Duration;
+
+use alert_core::{AlertQueue, QueueError, QueueMessage};
+use futures::{StreamExt, future::try_join_all};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, Event,
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    types::{AMQPValue, FieldTable},
+};
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::Topology;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    pub url: String,
+    pub topology: Topology,
+    /// Confirm-mode channels shared by all requests; publishes are pipelined on each.
+    pub channels: usize,
+    /// How long to wait for the broker's confirms before answering 503.
+    pub confirm_timeout: Duration,
+    /// Shown in the RabbitMQ management UI.
+    pub connection_name: String,
+}
+
+/// Publishes queue messages persistently, mandatory, with publisher confirms, over one
+/// supervised connection. Cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: PublisherConfig,
+    link: RwLock<Option<Arc<Link>>>,
+    stop: watch::Sender<bool>,
+    reconnects: AtomicU64,
+}
+
+/// One live connection and its channels.
+struct Link {
+    connection: Connection,
+    channels: Vec<Channel>,
+    next: AtomicUsize,
+    /// Notified by a publish that saw the link fail, so the supervisor replaces it.
+    broken: Notify,
+}
+
+impl Publisher {
+    /// Starts connecting in the background; until connected, `publish` fails at once
+    /// with `QueueError::Unavailable` (never blocks a request on a dead broker).
+    pub fn start(config: PublisherConfig) -> Self {
+        let (stop, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            config,
+            link: RwLock::new(None),
+            stop,
+            reconnects: AtomicU64::new(0),
+        });
+        tokio::spawn(supervise(inner.clone()));
+        Publisher { inner }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.current()
+            .is_some_and(|link| link.connection.status().connected())
+    }
+
+    /// Connections established after the first.
+    pub fn reconnects(&self) -> u64 {
+        self.inner.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Stops reconnecting and closes the connection. Call after in-flight publishes
+    /// have finished (the HTTP server drains first).
+    pub async fn close(&self) {
+        self.inner.stop.send_replace(true);
+        let link = self.inner.link.write().expect("link lock poisoned").take();
+        if let Some(link) = link
+            && let Err(error) = link.connection.close(200, "shutting down".into()).await
+        {
+            warn!(%error, "closing the RabbitMQ connection failed");
+        }
+    }
+
+    fn current(&self) -> Option<Arc<Link>> {
+        self.inner.link.read().expect("link lock poisoned").clone()
+    }
+
+    async fn publish_all(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
+        let link = self
+            .current()
+            .ok_or_else(|| QueueError::Unavailable("not connected to RabbitMQ".into()))?;
+        let channel =
+            &link.channels[link.next.fetch_add(1, Ordering::Relaxed) % link.channels.len()];
+        let queue = self.inner.config.topology.queue.as_str();
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in messages {
+            let body = serde_json::to_vec(message).expect("queue messages always serialise");
+            let published = channel
+                .basic_publish("".into(), queue.into(), options, &body, properties(message))
+                .await;
+            match published {
+                Ok(confirm) => pending.push(confirm),
+                Err(error) => {
+                    link.broken.notify_one();
+                    return Err(QueueError::Unavailable(error.to_string()));
+                }
+            }
+        }
+        let confirms =
+            match tokio::time::timeout(self.inner.config.confirm_timeout, try_join_all(pending))
+                .await
+            {
+                Err(_) => {
+                    return Err(QueueError::NotConfirmed(
+                        "no confirm from RabbitMQ in time".into(),
+                    ));
+                }
+                Ok(Err(error)) => {
+                    link.broken.notify_one();
+                    return Err(QueueError::Unavailable(error.to_string()));
+                }
+                Ok(Ok(confirms)) => confirms,
+            };
+        for confirm in confirms {
+            match confirm {
+                Confirmation::Ack(None) => {}
+                Confirmation::Ack(Some(returned)) => {
+                    // Unroutable: the queue was deleted under us. Reconnecting redeclares it.
+                    link.broken.notify_one();
+                    return Err(QueueError::NotConfirmed(format!(
+                        "returned by RabbitMQ: {} {}",
+                        returned.reply_code, returned.reply_text
+                    )));
+                }
+                Confirmation::Nack(_) => {
+                    return Err(QueueError::NotConfirmed("nacked by RabbitMQ".into()));
+                }
+                Confirmation::NotRequested => {
+                    return Err(QueueError::NotConfirmed(
+                        "channel is not in confirm mode".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AlertQueue for Publisher {
+    async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
+        self.publish_all(messages).await
+    }
+
+    fn is_ready(&self) -> bool {
+        self.is_connected()
+    }
+}
+
+fn properties(message: &QueueMessage) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    let kind = match message {
+        QueueMessage::Alert(_) => "alert",
+        QueueMessage::Cancel(_) => "cancel",
+    };
+    headers.insert("kind".into(), AMQPValue::LongString(kind.into()));
+    if let Some(key) = message.idempotency_key() {
+        headers.insert("idempotency-key".into(), AMQPValue::LongString(key.into()));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(message.id().to_string().into())
+        .with_timestamp(now)
+        .with_app_id("alert-listener".into())
+        .with_headers(headers)
+}
+
+/// Keeps a link up: connect, declare, open channels; on failure, back off and redo.
+async fn supervise(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let mut backoff = MIN_BACKOFF;
+    let mut connected_before = false;
+    while !*stop.borrow() {
+        match establish(&inner.config).await {
+            Ok(link) => {
+                if connected_before {
+                    inner.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                connected_before = true;
+                backoff = MIN_BACKOFF;
+                info!(queue = %inner.config.topology.queue, "connected to RabbitMQ");
+                let link = Arc::new(link);
+                *inner.link.write().expect("link lock poisoned") = Some(link.clone());
+                wait_until_broken(&link, &mut stop).await;
+                inner.link.write().expect("link lock poisoned").take();
+                if *stop.borrow() {
+                    return;
+                }
+                warn!("RabbitMQ connection lost; reconnecting");
+                let _ = link.connection.close(320, "reconnecting".into()).await;
+            }
+            Err(error) => {
+                warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot connect to RabbitMQ")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn establish(config: &PublisherConfig) -> Result<Link, lapin::Error> {
+    let connection = crate::connect(&config.url, &config.connection_name).await?;
+    let setup = connection.create_channel().await?;
+    config.topology.declare(&setup).await?;
+    let _ = setup.close(200, "declared".into()).await;
+    let mut channels = Vec::with_capacity(config.channels.max(1));
+    for _ in 0..config.channels.max(1) {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channels.push(channel);
+    }
+    Ok(Link {
+        connection,
+        channels,
+        next: AtomicUsize::new(0),
+        broken: Notify::new(),
+    })
+}
+
+async fn wait_until_broken(link: &Link, stop: &mut watch::Receiver<bool>) {
+    let mut events = link.connection.events_listener();
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = link.broken.notified() => return,
+            _ = stop.changed() => return,
+            event = events.next() => match event {
+                Some(Event::Error(error)) => {
+                    warn!(%error, "RabbitMQ connection error");
+                    return;
+                }
+                None => return,
+                Some(_) => {}
+            },
+            _ = check.tick() => {
+                let healthy = link.connection.status().connected()
+                    && link.channels.iter().all(|channel| channel.status().connected());
+                if !healthy {
+                    return;
+                }
+            }
+        }
+    }
+}
