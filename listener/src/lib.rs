@@ -1,1 +1,61 @@
-pub fn x() {}
+//! `alert-listener`: the ingest edge of the alert broadcaster.
+//!
+//! # Data flow
+//! `POST /api/alerts` (JSON or CAP XML) -> [`alert_core::input`] / [`alert_core::cap`]
+//! validate and stamp each alert with a UUID -> the [`AlertQueue`] publishes every
+//! message persistently with publisher confirms -> `202 {"ids": [...]}`. Nothing is
+//! acknowledged to a source before RabbitMQ has confirmed it; a broker outage is a 503
+//! with `Retry-After`, and the publisher reconnects in the background.
+//!
+//! [`run`] wires the RabbitMQ publisher; [`http::router`] takes any queue, so the
+//! standalone mode serves the same routes over its in-process queue.
+
+mod config;
+pub mod http;
+mod metrics;
+
+use std::{future::Future, sync::Arc};
+
+use alert_amqp::{Publisher, PublisherConfig};
+use alert_core::AlertQueue;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use http::{Ingest, IngestError, router};
+
+/// Runs the listener on `listener` until `shutdown` completes, then drains in-flight
+/// requests (so their publishes finish and are answered) and closes the broker link.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let publisher = Publisher::start(PublisherConfig {
+        url: config.amqp_url.expose().to_owned(),
+        topology: config.topology(),
+        channels: config.amqp_channels,
+        confirm_timeout: config.confirm_timeout(),
+        connection_name: format!("alert-listener {}", std::process::id()),
+    });
+    let ingest = Arc::new(Ingest::new(
+        publisher.clone(),
+        config.limits(),
+        config.max_body_bytes,
+        config.retry_after_seconds,
+    ));
+    tracing::info!(addr = %listener.local_addr()?, queue = %config.queue, "listener serving");
+    let served = alert_core::shutdown::serve(
+        listener,
+        router(ingest),
+        shutdown,
+        config.shutdown_timeout(),
+    )
+    .await;
+    publisher.close().await;
+    served
+}
+
+/// Whether the queue behind `ingest` is ready (for callers that embed the routes).
+pub fn is_ready<Q: AlertQueue>(ingest: &Ingest<Q>) -> bool {
+    ingest.queue().is_ready()
+}

@@ -1,0 +1,97 @@
+use std::{net::SocketAddr, time::Duration};
+
+use alert_amqp::{QueueKind, Topology};
+use alert_core::{Limits, Secret, telemetry::LogFormat};
+use chrono::TimeDelta;
+
+/// Listener settings: every flag has an environment variable, for Helm.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "alert-listener",
+    version,
+    about = "Alert ingest: validates, stamps UUIDs, queues durably in RabbitMQ"
+)]
+pub struct Config {
+    /// Address for the ingest API, health and metrics.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:4000")]
+    pub listen: SocketAddr,
+    /// RabbitMQ URL; `?heartbeat=N` is honoured (default 10 s).
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: Secret,
+    /// Raw alert queue; dead letters go to `<queue>.dead`.
+    #[arg(long, env = "AMQP_QUEUE", default_value = "alerts.raw")]
+    pub queue: String,
+    /// `quorum` (replicated, the default) or `classic`.
+    #[arg(long, env = "AMQP_QUEUE_TYPE", default_value = "quorum")]
+    pub queue_type: QueueKind,
+    /// Deliveries of a message before it is dead-lettered.
+    #[arg(long, env = "AMQP_DELIVERY_LIMIT", default_value_t = 5)]
+    pub delivery_limit: u32,
+    /// Publisher channels on the one connection (publishes are pipelined on each).
+    #[arg(long, env = "AMQP_CHANNELS", default_value_t = 4)]
+    pub amqp_channels: usize,
+    /// Wait this long for RabbitMQ's confirms before answering 503.
+    #[arg(long, env = "CONFIRM_TIMEOUT_MS", default_value_t = 5000)]
+    pub confirm_timeout_ms: u64,
+    /// Largest accepted request body.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most alerts in one JSON array.
+    #[arg(long, env = "MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Most locations in one alert.
+    #[arg(long, env = "MAX_LOCATIONS", default_value_t = 1000)]
+    pub max_locations: usize,
+    /// Longest accepted alert duration.
+    #[arg(long, env = "MAX_DURATION_SECONDS", default_value_t = 86_400)]
+    pub max_duration_seconds: i64,
+    /// Duration of a CAP alert that has no `expires`.
+    #[arg(long, env = "CAP_DEFAULT_DURATION_SECONDS", default_value_t = 3_600)]
+    pub cap_default_duration_seconds: i64,
+    /// `Retry-After` sent with 503 while the broker is unreachable.
+    #[arg(long, env = "RETRY_AFTER_SECONDS", default_value_t = 1)]
+    pub retry_after_seconds: u32,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
+    pub shutdown_timeout_seconds: u64,
+    /// `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults, as `alert-listener` with no flags and no environment would use.
+    pub fn defaults() -> Self {
+        <Config as clap::Parser>::parse_from(["alert-listener"])
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_batch: self.max_batch,
+            max_locations: self.max_locations,
+            max_duration: TimeDelta::seconds(self.max_duration_seconds),
+            cap_default_duration: TimeDelta::seconds(self.cap_default_duration_seconds),
+            ..Limits::default()
+        }
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology {
+            queue: self.queue.clone(),
+            kind: self.queue_type,
+            delivery_limit: self.delivery_limit,
+        }
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
+    }
+}

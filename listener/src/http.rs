@@ -1,0 +1,316 @@
+//! The ingest API: `POST /api/alerts`, health, metrics and the OpenAPI document.
+
+use std::{sync::Arc, time::Instant};
+
+use alert_core::{
+    AlertQueue, InvalidInput, Limits, QueueError, QueueMessage, RequestContext, cap::parse_cap,
+    input::parse_json,
+};
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use chrono::Utc;
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+use crate::metrics::{InFlight, Metrics};
+
+/// Everything a request handler needs; generic over where alerts are queued
+/// (RabbitMQ here, an in-process queue in standalone mode).
+pub struct Ingest<Q> {
+    queue: Q,
+    limits: Limits,
+    max_body_bytes: usize,
+    retry_after_seconds: u32,
+    metrics: Metrics,
+}
+
+impl<Q: AlertQueue> Ingest<Q> {
+    pub fn new(queue: Q, limits: Limits, max_body_bytes: usize, retry_after_seconds: u32) -> Self {
+        Ingest {
+            queue,
+            limits,
+            max_body_bytes,
+            retry_after_seconds,
+            metrics: Metrics::new(),
+        }
+    }
+
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+}
+
+/// The listener's routes.
+pub fn router<Q: AlertQueue>(ingest: Arc<Ingest<Q>>) -> Router {
+    Router::new()
+        .route("/api/alerts", post(post_alerts::<Q>))
+        .route("/api/openapi.json", get(openapi))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz::<Q>))
+        .route("/metrics", get(metrics::<Q>))
+        // The handler enforces the configured limit itself, with a JSON 413.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(ingest)
+}
+
+/// `202` answer: the UUIDs of the queued alerts, in the order they were posted.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub ids: Vec<Uuid>,
+}
+
+/// Every 4xx/5xx answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    /// The offending field, e.g. `[3].timestamp`, when one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Why an ingest request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The source must fix the alert: 400 naming the field.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// The body is over the limit: 413; split the batch.
+    #[error("the body is over the limit of {0} bytes")]
+    TooLarge(usize),
+    /// Neither JSON nor CAP XML: 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The client went away or sent a broken body: 400.
+    #[error("cannot read the request body: {0}")]
+    BodyUnreadable(String),
+    /// Not durably queued: 503 with `Retry-After`; the source retries.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl IngestError {
+    fn status(&self) -> StatusCode {
+        match self {
+            IngestError::Invalid(_) | IngestError::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
+            IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let field = match &self {
+            IngestError::Invalid(invalid) => invalid.field.clone(),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: self.to_string(),
+            field,
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+enum BodyKind {
+    Json,
+    Cap,
+}
+
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, IngestError> {
+    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
+        return Err(IngestError::UnsupportedMediaType(
+            "Content-Type is required: application/json or application/cap+xml".into(),
+        ));
+    };
+    let mime = content_type
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Ok(BodyKind::Json),
+        "application/cap+xml" | "application/xml" | "text/xml" => Ok(BodyKind::Cap),
+        other => Err(IngestError::UnsupportedMediaType(format!(
+            "unsupported Content-Type {other:?}: use application/json or application/cap+xml"
+        ))),
+    }
+}
+
+/// Queue alerts. Answers 202 only once RabbitMQ has confirmed every message.
+#[utoipa::path(
+    post,
+    path = "/api/alerts",
+    request_body(
+        description = "One alert or an array of at most 1000 (JSON), or a CAP 1.2 message (XML)",
+        content(
+            (alert_core::input::AlertInput = "application/json"),
+            (String = "application/cap+xml"),
+        )
+    ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key produce no second alert")),
+    responses(
+        (status = 202, description = "Durably queued", body = Accepted),
+        (status = 400, description = "Invalid input; `field` names the problem", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Unknown content type", body = ErrorBody),
+        (status = 503, description = "Broker unreachable; retry after `Retry-After` seconds", body = ErrorBody),
+    )
+)]
+#[instrument(skip_all)]
+async fn post_alerts<Q: AlertQueue>(
+    State(ingest): State<Arc<Ingest<Q>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let _in_flight = InFlight::start(&ingest.metrics.in_flight);
+    let result = accept(&ingest, &headers, body).await;
+    let response = match result {
+        Ok(ids) => (StatusCode::ACCEPTED, Json(Accepted { ids })).into_response(),
+        Err(error) => {
+            if let IngestError::Queue(cause) = &error {
+                warn!(error = %cause, "alerts not queued; answering 503");
+            }
+            let retry = matches!(error, IngestError::Queue(_));
+            let mut response = error.into_response();
+            if retry {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(ingest.retry_after_seconds),
+                );
+            }
+            response
+        }
+    };
+    ingest
+        .metrics
+        .requests
+        .with_label_values(&[response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn accept<Q: AlertQueue>(
+    ingest: &Ingest<Q>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<Uuid>, IngestError> {
+    let kind = body_kind(headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > ingest.max_body_bytes) {
+        return Err(IngestError::TooLarge(ingest.max_body_bytes));
+    }
+    let bytes = axum::body::to_bytes(body, ingest.max_body_bytes)
+        .await
+        .map_err(|error| {
+            if is_length_limit(&error) {
+                IngestError::TooLarge(ingest.max_body_bytes)
+            } else {
+                IngestError::BodyUnreadable(error.to_string())
+            }
+        })?;
+    let request = RequestContext {
+        now: Utc::now(),
+        idempotency_key: headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|k| k.trim().to_owned()),
+    };
+    if request
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|key| key.is_empty() || key.len() > 256)
+    {
+        return Err(InvalidInput::new(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 256 characters",
+        )
+        .into());
+    }
+    let messages = match kind {
+        BodyKind::Json => parse_json(&bytes, &request, &ingest.limits)?,
+        BodyKind::Cap => parse_cap(&bytes, &request, &ingest.limits)?,
+    };
+    let started = Instant::now();
+    ingest.queue.publish(&messages).await?;
+    ingest
+        .metrics
+        .publish_seconds
+        .observe(started.elapsed().as_secs_f64());
+    ingest.metrics.alerts_accepted.inc_by(messages.len() as u64);
+    for message in &messages {
+        log_queued(message);
+    }
+    Ok(messages.iter().map(QueueMessage::id).collect())
+}
+
+fn log_queued(message: &QueueMessage) {
+    match message {
+        QueueMessage::Alert(alert) => info!(
+            alert_id = %alert.id,
+            alert_type = %alert.alert_type,
+            locations = alert.locations.len(),
+            "alert queued"
+        ),
+        QueueMessage::Cancel(cancel) => {
+            info!(alert_id = %cancel.id, references = cancel.references.len(), "cancel queued")
+        }
+    }
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+async fn readyz<Q: AlertQueue>(State(ingest): State<Arc<Ingest<Q>>>) -> Response {
+    if ingest.queue.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "queue unavailable").into_response()
+    }
+}
+
+async fn metrics<Q: AlertQueue>(State(ingest): State<Arc<Ingest<Q>>>) -> Response {
+    ingest
+        .metrics
+        .queue_ready
+        .set(i64::from(ingest.queue.is_ready()));
+    let text = alert_core::telemetry::render(&ingest.metrics.registry);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Alert broadcaster ingest API",
+        description = "Upstream sources post alerts here."
+    ),
+    paths(post_alerts),
+    components(schemas(Accepted, ErrorBody, alert_core::input::AlertInput))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,234 @@
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use alert_core::{QueueMessage, Secret};
+use alert_listener::Config;
+use lapin::{
+    Channel, Connection,
+    message::BasicGetMessage,
+    options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions},
+};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{oneshot, watch},
+    task::JoinHandle,
+};
+
+pub(crate) const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub(crate) fn unique(name: &str) -> String {
+    format!(
+        "test.{name}.{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+pub(crate) fn config(queue: &str, amqp_url: &str) -> Config {
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.queue = queue.to_owned();
+    config.amqp_url = Secret::new(amqp_url);
+    config.shutdown_timeout_seconds = 5;
+    config.confirm_timeout_ms = 2_000;
+    config
+}
+
+/// A listener running in this process on a free port.
+pub(crate) struct TestApp {
+    pub(crate) addr: SocketAddr,
+    pub(crate) http: reqwest::Client,
+    pub(crate) queue: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestApp {
+    pub(crate) async fn spawn(config: Config) -> TestApp {
+        let queue = config.queue.clone();
+        let listener = TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(alert_listener::run(config, listener, async move {
+            let _ = rx.await;
+        }));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        TestApp {
+            addr,
+            http,
+            queue,
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    /// A listener on the local broker with its own queue, ready to accept.
+    pub(crate) async fn ready(name: &str) -> TestApp {
+        let app = TestApp::spawn(config(&unique(name), AMQP_URL)).await;
+        app.wait_ready().await;
+        app
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub(crate) async fn readyz(&self) -> u16 {
+        self.http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub(crate) async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.readyz().await != 200 {
+            assert!(Instant::now() < deadline, "listener never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) async fn post(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/alerts"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub(crate) async fn post_json(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.post("application/json", body.to_string()).await
+    }
+
+    /// Stops the listener the way SIGTERM would, and deletes its queues.
+    pub(crate) async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.handle).await.unwrap().unwrap();
+        delete_queues(&self.queue).await;
+    }
+}
+
+pub(crate) fn alert(location: &str) -> serde_json::Value {
+    serde_json::json!({
+        "location": location,
+        "type": "Rocket Alert",
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "duration": 10
+    })
+}
+
+pub(crate) async fn ids(response: reqwest::Response) -> Vec<uuid::Uuid> {
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = response.json().await.unwrap();
+    serde_json::from_value(body["ids"].clone()).unwrap()
+}
+
+pub(crate) async fn channel() -> (Connection, Channel) {
+    let connection = alert_amqp::connect(AMQP_URL, "listener tests")
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    (connection, channel)
+}
+
+/// Takes every message now in `queue` (acking them), in queue order.
+pub(crate) async fn take_all(queue: &str) -> Vec<(BasicGetMessage, QueueMessage)> {
+    let (_connection, channel) = channel().await;
+    let mut taken = Vec::new();
+    while let Some(message) = channel
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+    {
+        message
+            .delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        let parsed: QueueMessage = serde_json::from_slice(&message.delivery.data).unwrap();
+        taken.push((message, parsed));
+    }
+    taken
+}
+
+pub(crate) async fn delete_queues(queue: &str) {
+    let (_connection, channel) = channel().await;
+    for name in [queue.to_owned(), format!("{queue}.dead")] {
+        let _ = channel
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+}
+
+/// A TCP proxy to RabbitMQ that the test can cut and restore, to play a broker outage
+/// without touching the broker other tests share.
+pub(crate) struct Proxy {
+    pub(crate) addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cut: watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub(crate) async fn start(target: &'static str, up: bool) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(up));
+        let (cut, _) = watch::channel(0u64);
+        let (is_up, cuts) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !is_up.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused in effect
+                }
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, up, cut }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f?heartbeat=2", self.addr)
+    }
+
+    /// Refuses new connections and drops the live ones.
+    pub(crate) fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub(crate) fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
