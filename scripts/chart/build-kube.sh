@@ -2,7 +2,8 @@
 # Build kube-apiserver and kube-controller-manager from Debian's `kubernetes`
 # source package (1.20.x) into "$1/bin", offline (the source vendors its
 # dependencies). Used by scripts/check-chart; the result is cached there, so
-# this runs once per machine (about 10 minutes on 2 cores).
+# this runs once per machine (about 10 minutes on 2 cores). Adds a deb-src
+# entry for the running suite when there is none (apt-get source needs one).
 set -euo pipefail
 
 cache=${1:?usage: build-kube.sh CACHE_DIR}
@@ -23,7 +24,7 @@ log() { printf '[build-kube] %s\n' "$*" >&2; }
 apt_updated=
 apt_update() {
   if [[ -z $apt_updated ]]; then
-    apt-get update -qq
+    timeout 10m apt-get update -qq
     apt_updated=1
   fi
 }
@@ -63,7 +64,7 @@ tree=$(find "$src" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -
 if [[ -z $tree ]]; then
   log "fetching Debian source package kubernetes"
   apt_update
-  (cd "$src" && apt-get source -qq kubernetes >/dev/null)
+  (cd "$src" && timeout 15m apt-get source -qq kubernetes >/dev/null)
   tree=$(find "$src" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
 fi
 [[ -n $tree ]] || { log "no kubernetes source tree in $src"; exit 1; }

@@ -55,9 +55,9 @@ ensure_etcd() {
     guard=1
   fi
   if ! apt-cache policy etcd-server 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-    apt-get update -qq
+    timeout 10m apt-get update -qq
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >"$WORK/apt-etcd.log" 2>&1 ||
+  DEBIAN_FRONTEND=noninteractive timeout 10m apt-get install -y -qq --no-install-recommends etcd-server >"$WORK/apt-etcd.log" 2>&1 ||
     { cat "$WORK/apt-etcd.log" >&2; [[ -z $guard ]] || rm -f /usr/sbin/policy-rc.d; die "apt-get install etcd-server"; }
   [[ -z $guard ]] || rm -f /usr/sbin/policy-rc.d
 }
@@ -132,7 +132,7 @@ start_control_plane() {
 # json OBJECT PYTHON-EXPR: evaluate EXPR on `kubectl get -o json` as `o`.
 json() {
   local obj=$1 expr=$2
-  kn get $obj -o json | "$PY" -c "import json,sys; o=json.load(sys.stdin); print($expr)"
+  kn get "$obj" -o json | "$PY" -c "import json,sys; o=json.load(sys.stdin); print($expr)"
 }
 
 # raw PATH PYTHON-EXPR: the same for an exact API path (pins the API version).
