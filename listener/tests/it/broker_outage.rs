@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Proxy, TestApp, alert, config, ids, take_all, unique};
+use crate::helpers::{Proxy, TestApp, alert, config, ids, proxied_url, take_all, unique};
 
 /// The broker is unreachable (a proxy that refuses), then comes back, then drops the
 /// connection mid-run: 503 with Retry-After while down, never a hang or a crash, and
@@ -8,7 +8,7 @@ use crate::helpers::{Proxy, TestApp, alert, config, ids, take_all, unique};
 #[tokio::test]
 async fn broker_outage_answers_503_and_recovers() {
     let proxy = Proxy::start("127.0.0.1:5672", false).await;
-    let app = TestApp::spawn(config(&unique("outage"), &proxy.url())).await;
+    let app = TestApp::spawn(config(&unique("outage"), &proxied_url(&proxy))).await;
 
     assert_eq!(app.readyz().await, 503);
     let response = app.post_json(&alert("Ashdod")).await;

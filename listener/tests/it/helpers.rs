@@ -1,9 +1,5 @@
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant},
 };
 
@@ -14,19 +10,13 @@ use lapin::{
     message::BasicGetMessage,
     options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions},
 };
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::{oneshot, watch},
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-pub(crate) const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub(crate) use alert_testkit::{AMQP_URL, Proxy, unique};
 
-pub(crate) fn unique(name: &str) -> String {
-    format!(
-        "test.{name}.{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
+/// An AMQP URL through `proxy`, with a short heartbeat so a cut is noticed quickly.
+pub(crate) fn proxied_url(proxy: &Proxy) -> String {
+    format!("amqp://guest:guest@{}/%2f?heartbeat=2", proxy.addr)
 }
 
 pub(crate) fn config(queue: &str, amqp_url: &str) -> Config {
@@ -177,58 +167,5 @@ pub(crate) async fn delete_queues(queue: &str) {
         let _ = channel
             .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
             .await;
-    }
-}
-
-/// A TCP proxy to RabbitMQ that the test can cut and restore, to play a broker outage
-/// without touching the broker other tests share.
-pub(crate) struct Proxy {
-    pub(crate) addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    cut: watch::Sender<u64>,
-}
-
-impl Proxy {
-    pub(crate) async fn start(target: &'static str, up: bool) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(up));
-        let (cut, _) = watch::channel(0u64);
-        let (is_up, cuts) = (up.clone(), cut.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if !is_up.load(Ordering::SeqCst) {
-                    continue; // dropped: connection refused in effect
-                }
-                let mut cut = cuts.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, up, cut }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f?heartbeat=2", self.addr)
-    }
-
-    /// Refuses new connections and drops the live ones.
-    pub(crate) fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cut.send_modify(|n| *n += 1);
-    }
-
-    pub(crate) fn up(&self) {
-        self.up.store(true, Ordering::SeqCst);
     }
 }
