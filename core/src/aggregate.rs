@@ -244,11 +244,9 @@ impl Aggregator {
             }
         }
         if let Some(reference) = &alert.reference {
-            self.references
-                .entry(reference.clone())
-                .or_insert_with(|| (Vec::new(), now + self.dedupe_ttl))
-                .0
-                .extend(joined);
+            let entry = self.references.entry(reference.clone()).or_default();
+            entry.0.extend(joined);
+            entry.1 = now + self.dedupe_ttl;
         }
         Ingested::Applied { changes, events }
     }

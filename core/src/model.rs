@@ -206,6 +206,15 @@ impl Event {
     }
 }
 
+/// Namespace of event ids.
+const EVENTS: Uuid = Uuid::from_u128(0x3f0c_9d2e_6b1a_4c85_a7e4_52d1_0b9f_e613);
+
+/// An event's id: derived from its place in the log, so every reader of the log (live
+/// feed, replay, SSE) gives the same event the same id.
+pub fn event_id(epoch: &str, offset: &str) -> Uuid {
+    Uuid::new_v5(&EVENTS, format!("{epoch}/{offset}").as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,106 @@
+//! The records the script writes, and their conversion to the contract's types.
+
+use std::collections::BTreeSet;
+
+use alert_core::{CloseReason, Event, EventDraft, EventType, Window, model::event_id};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A window as the script stores it: times in milliseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredWindow {
+    pub id: Uuid,
+    pub location: String,
+    pub start: i64,
+    pub end: i64,
+    pub types: Vec<String>,
+    pub alert_count: u64,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub instructions: Option<String>,
+}
+
+impl From<StoredWindow> for Window {
+    fn from(stored: StoredWindow) -> Self {
+        Window {
+            id: stored.id,
+            location: stored.location,
+            start: millis(stored.start),
+            end: millis(stored.end),
+            types: stored.types.into_iter().collect::<BTreeSet<_>>(),
+            alert_count: stored.alert_count,
+            severity: stored.severity,
+            title: stored.title,
+            instructions: stored.instructions,
+        }
+    }
+}
+
+/// One event log entry (also the body of a live pub/sub message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogRecord {
+    pub event_type: EventType,
+    #[serde(default)]
+    pub reason: Option<CloseReason>,
+    pub window: StoredWindow,
+    #[serde(default)]
+    pub alert_id: Option<Uuid>,
+    pub created_at: i64,
+    pub epoch: String,
+}
+
+impl LogRecord {
+    pub fn draft(&self) -> EventDraft {
+        EventDraft {
+            event_type: self.event_type,
+            reason: self.reason,
+            window: self.window.clone().into(),
+            alert_id: self.alert_id,
+        }
+    }
+
+    /// The client event, at `offset` in the log.
+    pub fn into_event(self, offset: &str) -> Event {
+        let id = event_id(&self.epoch, offset);
+        let created_at = millis(self.created_at);
+        let draft = self.draft();
+        Event::new(draft, id, offset.to_owned(), self.epoch, created_at)
+    }
+}
+
+/// Splits a live message, `"<offset> <record JSON>"`, into its event.
+pub fn parse_live_message(payload: &str) -> Result<Event, String> {
+    let (offset, body) = payload
+        .split_once(' ')
+        .ok_or("live message without an offset")?;
+    let record: LogRecord =
+        serde_json::from_str(body).map_err(|e| format!("bad live record: {e}"))?;
+    Ok(record.into_event(offset))
+}
+
+/// One alert's effect on one location, newest first in `GET /api/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub alert_id: Uuid,
+    #[serde(rename = "type")]
+    pub alert_type: String,
+    #[serde(deserialize_with = "chrono::serde::ts_milliseconds::deserialize")]
+    pub start: DateTime<Utc>,
+    #[serde(deserialize_with = "chrono::serde::ts_milliseconds::deserialize")]
+    pub end: DateTime<Utc>,
+    #[serde(deserialize_with = "chrono::serde::ts_milliseconds::deserialize")]
+    pub processed_at: DateTime<Utc>,
+    /// opened, updated, merged or expired.
+    pub change: String,
+}
+
+pub(crate) fn millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}

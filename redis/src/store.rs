@@ -1,0 +1,401 @@
+use std::time::Duration;
+
+use alert_core::{Event, QueueMessage, Window};
+use chrono::{DateTime, Utc};
+use fred::{
+    prelude::*,
+    types::{Value, scripts::Script},
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::record::{HistoryEntry, LogRecord, StoredWindow};
+
+const SCRIPT: &str = include_str!("aggregate.lua");
+
+/// Every key and channel, under one prefix, so that deployments and tests share a
+/// Redis without seeing each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Keys {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+
+    /// The event log stream; entry ids are the events' offsets.
+    pub fn log(&self) -> String {
+        format!("{}log", self.prefix)
+    }
+
+    /// The live pub/sub channel.
+    pub fn live(&self) -> String {
+        format!("{}live", self.prefix)
+    }
+
+    /// Open windows by end time (the close schedule and the index of open windows).
+    pub fn closing(&self) -> String {
+        format!("{}closing", self.prefix)
+    }
+
+    pub fn window(&self, location: &str) -> String {
+        format!("{}w:{location}", self.prefix)
+    }
+
+    pub fn history(&self, location: &str) -> String {
+        format!("{}h:{location}", self.prefix)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub dedupe_ttl: Duration,
+    /// Approximate number of events the log keeps for replay.
+    pub log_max_len: u64,
+    /// Alerts kept per location for `GET /api/history`.
+    pub history_len: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            dedupe_ttl: Duration::from_secs(24 * 3600),
+            log_max_len: 100_000,
+            history_len: 100,
+        }
+    }
+}
+
+/// What one message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub duplicate: bool,
+    pub opens: u64,
+    pub updates: u64,
+    pub closes: u64,
+}
+
+/// What one closer run did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Closed {
+    pub closes: u64,
+    /// How late each close was, in ms after its window's end.
+    pub lags_ms: Vec<i64>,
+    /// End of the earliest window still open.
+    pub next_due: Option<DateTime<Utc>>,
+    /// Redis's clock when it ran.
+    pub now: DateTime<Utc>,
+}
+
+/// The Redis state: the script for writes, plain reads for the rest.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    script: Script,
+    keys: Keys,
+    settings: StoreSettings,
+}
+
+/// The alert as the script reads it (times in ms, absent fields omitted).
+#[derive(Serialize)]
+struct ScriptAlert<'a> {
+    id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
+    #[serde(rename = "type")]
+    alert_type: &'a str,
+    start: i64,
+    end: i64,
+    locations: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instructions: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ScriptCancel<'a> {
+    id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    references: &'a [String],
+    locations: &'a [String],
+}
+
+impl Store {
+    /// Connects (reconnecting by itself forever after) and loads the script.
+    pub async fn connect(url: &str, keys: Keys, settings: StoreSettings) -> Result<Store, Error> {
+        let config = Config::from_url(url)?;
+        let client = Builder::from_config(config)
+            .with_connection_config(|connection| {
+                connection.connection_timeout = Duration::from_secs(5);
+                connection.internal_command_timeout = Duration::from_secs(5);
+            })
+            .with_performance_config(|performance| {
+                performance.default_command_timeout = Duration::from_secs(5);
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build()?;
+        client.init().await?;
+        let script = Script::from_lua(SCRIPT);
+        script.load(&client).await?;
+        Ok(Store {
+            client,
+            script,
+            keys,
+            settings,
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    /// Applies one queue message atomically. `now` is for tests; production passes
+    /// `None` and the script uses Redis's clock, the same for every processor.
+    pub async fn apply(
+        &self,
+        message: &QueueMessage,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Applied, Error> {
+        let (mode, payload) = match message {
+            QueueMessage::Alert(alert) => (
+                "alert",
+                serde_json::to_string(&ScriptAlert {
+                    id: alert.id,
+                    key: alert.idempotency_key.as_deref(),
+                    reference: alert.reference.as_deref(),
+                    alert_type: &alert.alert_type,
+                    start: alert.start.timestamp_millis(),
+                    end: alert.end.timestamp_millis(),
+                    locations: &alert.locations,
+                    severity: alert.severity.as_deref(),
+                    title: alert.title.as_deref(),
+                    instructions: alert.instructions.as_deref(),
+                }),
+            ),
+            QueueMessage::Cancel(cancel) => (
+                "cancel",
+                serde_json::to_string(&ScriptCancel {
+                    id: cancel.id,
+                    key: cancel.idempotency_key.as_deref(),
+                    references: &cancel.references,
+                    locations: &cancel.locations,
+                }),
+            ),
+        };
+        let payload = payload.expect("script payloads always serialise");
+        let reply = self.run(mode, now, payload).await?;
+        let (status, opens, updates, closes, _) = counts(&reply)?;
+        Ok(Applied {
+            duplicate: status == "duplicate",
+            opens,
+            updates,
+            closes,
+        })
+    }
+
+    /// Closes up to `limit` windows whose end has passed. Safe to run from every
+    /// processor at once: each window is closed by exactly one run.
+    pub async fn close_due(&self, now: Option<DateTime<Utc>>, limit: u32) -> Result<Closed, Error> {
+        let reply = self.run("close", now, limit.to_string()).await?;
+        let (_, _, _, closes, lags_ms) = counts(&reply)?;
+        let Value::Array(items) = &reply else {
+            return Err(unexpected(&reply));
+        };
+        let next_due = items
+            .get(5)
+            .and_then(Value::as_f64)
+            .and_then(|ms| DateTime::from_timestamp_millis(ms as i64));
+        let now = items
+            .get(6)
+            .and_then(Value::as_i64)
+            .and_then(DateTime::from_timestamp_millis)
+            .unwrap_or_default();
+        Ok(Closed {
+            closes,
+            lags_ms,
+            next_due,
+            now,
+        })
+    }
+
+    async fn run(
+        &self,
+        mode: &str,
+        now: Option<DateTime<Utc>>,
+        payload: String,
+    ) -> Result<Value, Error> {
+        let now = now
+            .map(|t| t.timestamp_millis().to_string())
+            .unwrap_or_default();
+        let args: Vec<String> = vec![
+            mode.to_owned(),
+            self.keys.prefix.clone(),
+            now,
+            Uuid::new_v4().simple().to_string(),
+            self.settings.log_max_len.to_string(),
+            self.settings.dedupe_ttl.as_millis().to_string(),
+            self.settings.history_len.to_string(),
+            payload,
+        ];
+        self.script
+            .evalsha_with_reload(&self.client, Vec::<String>::new(), args)
+            .await
+    }
+
+    /// The current epoch, if any event was ever written to this data set.
+    pub async fn epoch(&self) -> Result<Option<String>, Error> {
+        self.client.get(self.keys.epoch()).await
+    }
+
+    /// Up to `limit` events after `offset` (exclusive), oldest first.
+    pub async fn events_after(&self, offset: &str, limit: u64) -> Result<Vec<Event>, Error> {
+        let entries: Vec<(String, Vec<(String, String)>)> = self
+            .client
+            .xrange(self.keys.log(), format!("({offset}"), "+", Some(limit))
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(offset, fields)| decode_entry(&offset, fields))
+            .collect())
+    }
+
+    /// The newest `limit` events, oldest first.
+    pub async fn latest_events(&self, limit: u64) -> Result<Vec<Event>, Error> {
+        let entries: Vec<(String, Vec<(String, String)>)> = self
+            .client
+            .xrevrange(self.keys.log(), "+", "-", Some(limit))
+            .await?;
+        let mut events: Vec<Event> = entries
+            .into_iter()
+            .filter_map(|(offset, fields)| decode_entry(&offset, fields))
+            .collect();
+        events.reverse();
+        Ok(events)
+    }
+
+    /// Offset of the oldest and the newest entry still in the log.
+    pub async fn log_bounds(&self) -> Result<Option<(String, String)>, Error> {
+        let first: Vec<(String, Vec<(String, String)>)> = self
+            .client
+            .xrange(self.keys.log(), "-", "+", Some(1))
+            .await?;
+        let last: Vec<(String, Vec<(String, String)>)> = self
+            .client
+            .xrevrange(self.keys.log(), "+", "-", Some(1))
+            .await?;
+        Ok(first
+            .into_iter()
+            .next()
+            .zip(last.into_iter().next())
+            .map(|(a, b)| (a.0, b.0)))
+    }
+
+    /// Open windows for `locations`, or all open windows when `None`.
+    pub async fn active(&self, locations: Option<&[String]>) -> Result<Vec<Window>, Error> {
+        let locations: Vec<String> = match locations {
+            Some(locations) => locations.to_vec(),
+            None => {
+                self.client
+                    .zrange(self.keys.closing(), 0, -1, None, false, None, false)
+                    .await?
+            }
+        };
+        if locations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = locations.iter().map(|l| self.keys.window(l)).collect();
+        let raw: Vec<Option<String>> = self.client.mget(keys).await?;
+        Ok(raw
+            .into_iter()
+            .flatten()
+            .filter_map(|json| serde_json::from_str::<StoredWindow>(&json).ok())
+            .map(Window::from)
+            .collect())
+    }
+
+    /// The newest `limit` alerts processed for `location`, newest first.
+    pub async fn history(&self, location: &str, limit: u64) -> Result<Vec<HistoryEntry>, Error> {
+        let raw: Vec<String> = self
+            .client
+            .lrange(self.keys.history(location), 0, limit as i64 - 1)
+            .await?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|json| serde_json::from_str(&json).ok())
+            .collect())
+    }
+
+    /// Deletes every key under the prefix (tests and tooling; never in service).
+    pub async fn delete_all(&self) -> Result<(), Error> {
+        let pattern = format!("{}*", self.keys.prefix);
+        let keys: Vec<String> = self
+            .client
+            .custom(fred::cmd!("KEYS"), vec![pattern])
+            .await?;
+        if !keys.is_empty() {
+            let _: i64 = self.client.del(keys).await?;
+        }
+        Ok(())
+    }
+}
+
+fn decode_entry(offset: &str, fields: Vec<(String, String)>) -> Option<Event> {
+    let (_, body) = fields.into_iter().find(|(name, _)| name == "e")?;
+    match serde_json::from_str::<LogRecord>(&body) {
+        Ok(record) => Some(record.into_event(offset)),
+        Err(error) => {
+            tracing::error!(%error, offset, "unreadable event log entry");
+            None
+        }
+    }
+}
+
+/// `[status, opens, updates, closes, [lag ms...], ...]` from the script.
+fn counts(reply: &Value) -> Result<(String, u64, u64, u64, Vec<i64>), Error> {
+    let Value::Array(items) = reply else {
+        return Err(unexpected(reply));
+    };
+    let status = items
+        .first()
+        .and_then(Value::as_string)
+        .ok_or_else(|| unexpected(reply))?;
+    let number = |i: usize| items.get(i).and_then(Value::as_u64).unwrap_or(0);
+    let lags = match items.get(4) {
+        Some(Value::Array(lags)) => lags.iter().filter_map(Value::as_i64).collect(),
+        _ => Vec::new(),
+    };
+    Ok((status, number(1), number(2), number(3), lags))
+}
+
+fn unexpected(reply: &Value) -> Error {
+    Error::new(
+        ErrorKind::Parse,
+        format!("unexpected script reply: {reply:?}"),
+    )
+}
