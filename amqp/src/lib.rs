@@ -6,10 +6,15 @@
 //! - [`connect`]: one connection with heartbeats and a connect timeout.
 //! - [`Publisher`]: a supervised connection with a small pool of confirm-mode channels;
 //!   reconnects with backoff, and answers `publish` only after the broker confirmed.
+//! - [`consume`]: a supervised consumer with bounded prefetch that settles each
+//!   delivery as its handler decides ([`Disposition`]): ack, requeue or dead-letter
+//!   with the reason in the `x-alert-error` header.
 
+mod consumer;
 mod publisher;
 mod topology;
 
+pub use consumer::{ConsumerConfig, Disposition, ERROR_HEADER, Incoming, consume};
 pub use publisher::{Publisher, PublisherConfig};
 pub use topology::{QueueKind, Topology};
 

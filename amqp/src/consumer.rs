@@ -1,0 +1,245 @@
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use lapin::{
+    BasicProperties, Channel, Confirmation,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+        BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    },
+    types::{AMQPValue, FieldTable},
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::Topology;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Header carrying why the processor dead-lettered a message.
+pub const ERROR_HEADER: &str = "x-alert-error";
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub url: String,
+    pub topology: Topology,
+    /// Unacknowledged deliveries at once: the bound on in-flight work.
+    pub prefetch: u16,
+    pub connection_name: String,
+    /// On shutdown, how long in-flight deliveries may take to be settled.
+    pub drain: Duration,
+}
+
+/// What to do with a delivery once handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (its effects are committed): remove it from the queue.
+    Ack,
+    /// A transient failure: put it back for another try (the queue's delivery limit
+    /// dead-letters it if it keeps failing).
+    Requeue,
+    /// It can never succeed: move it to the dead-letter queue with this reason.
+    DeadLetter(String),
+}
+
+/// A delivered message, as the handler sees it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub data: Vec<u8>,
+    pub redelivered: bool,
+    /// Times RabbitMQ delivered it before (quorum queues count).
+    pub delivery_count: u64,
+}
+
+/// Consumes the queue until `stop` turns true: connects, declares the topology, takes
+/// up to `prefetch` deliveries at once and settles each as `handle` decides. Reconnects
+/// with backoff. On stop, cancels the consumer and lets in-flight deliveries finish.
+pub async fn consume<H, F>(
+    config: ConsumerConfig,
+    connected: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+    handle: H,
+) where
+    H: Fn(Incoming) -> F + Send + Sync,
+    F: Future<Output = Disposition> + Send,
+{
+    let mut backoff = MIN_BACKOFF;
+    while !*stop.borrow() {
+        let result = session(&config, &connected, &mut stop, &handle, &mut backoff).await;
+        connected.store(false, Ordering::SeqCst);
+        match result {
+            Ok(()) if *stop.borrow() => return,
+            Ok(()) => warn!("RabbitMQ consumer ended; reconnecting"),
+            Err(error) => {
+                warn!(%error, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ consumer failed")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn session<H, F>(
+    config: &ConsumerConfig,
+    connected: &AtomicBool,
+    stop: &mut watch::Receiver<bool>,
+    handle: &H,
+    backoff: &mut Duration,
+) -> Result<(), lapin::Error>
+where
+    H: Fn(Incoming) -> F + Send + Sync,
+    F: Future<Output = Disposition> + Send,
+{
+    let connection = crate::connect(&config.url, &config.connection_name).await?;
+    let channel = connection.create_channel().await?;
+    config.topology.declare(&channel).await?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await?;
+    let dead_letters = connection.create_channel().await?;
+    dead_letters
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let tag = format!(
+        "{}-{}",
+        config.connection_name,
+        uuid::Uuid::new_v4().simple()
+    );
+    let consumer = channel
+        .basic_consume(
+            config.topology.queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    connected.store(true, Ordering::SeqCst);
+    *backoff = MIN_BACKOFF;
+    info!(queue = %config.topology.queue, prefetch = config.prefetch, "consuming");
+
+    let dead_letter_queue = config.topology.dead_letter_queue();
+    let work = consumer.for_each_concurrent(usize::from(config.prefetch), |delivery| async {
+        match delivery {
+            Ok(delivery) => {
+                let incoming = Incoming {
+                    data: delivery.data.clone(),
+                    redelivered: delivery.redelivered,
+                    delivery_count: delivery_count(&delivery),
+                };
+                let disposition = handle(incoming).await;
+                settle(&dead_letters, &dead_letter_queue, delivery, disposition).await;
+            }
+            Err(error) => warn!(%error, "delivery failed"),
+        }
+    });
+    tokio::pin!(work);
+    tokio::select! {
+        () = &mut work => return Ok(()),
+        _ = stop.changed() => {}
+    }
+    // Stop taking new deliveries, then let the ones in hand finish and be settled;
+    // whatever is left unacked is requeued by RabbitMQ when the connection closes.
+    let _ = channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+        .await;
+    if tokio::time::timeout(config.drain, &mut work).await.is_err() {
+        warn!("in-flight deliveries not finished in time; they will be redelivered");
+    }
+    let _ = connection.close(200, "shutting down".into()).await;
+    Ok(())
+}
+
+async fn settle(
+    dead_letters: &Channel,
+    dead_letter_queue: &str,
+    delivery: Delivery,
+    disposition: Disposition,
+) {
+    let settled = match disposition {
+        Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
+        Disposition::Requeue => {
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await
+        }
+        Disposition::DeadLetter(reason) => {
+            match dead_letter(dead_letters, dead_letter_queue, &delivery, &reason).await {
+                Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                Err(error) => {
+                    warn!(%error, "cannot dead-letter; requeueing");
+                    delivery
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            multiple: false,
+                        })
+                        .await
+                }
+            }
+        }
+    };
+    if let Err(error) = settled {
+        // The channel is gone: RabbitMQ requeues the delivery by itself.
+        warn!(%error, "cannot settle delivery");
+    }
+}
+
+/// Copies the message into the dead-letter queue with the reason, confirmed.
+async fn dead_letter(
+    channel: &Channel,
+    queue: &str,
+    delivery: &Delivery,
+    reason: &str,
+) -> Result<(), lapin::Error> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(ERROR_HEADER.into(), AMQPValue::LongString(reason.into()));
+    let properties: BasicProperties = delivery
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(2);
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
+        .await?
+        .await?;
+    match confirm {
+        Confirmation::Ack(_) => Ok(()),
+        _ => Err(lapin::Error::from(std::io::Error::other(
+            "dead-letter publish not confirmed",
+        ))),
+    }
+}
+
+fn delivery_count(delivery: &Delivery) -> u64 {
+    let count = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get("x-delivery-count").cloned());
+    match count {
+        Some(AMQPValue::LongLongInt(n)) => n.max(0) as u64,
+        Some(AMQPValue::LongInt(n)) => n.max(0) as u64,
+        Some(AMQPValue::LongUInt(n)) => u64::from(n),
+        _ => u64::from(delivery.redelivered),
+    }
+}
