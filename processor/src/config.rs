@@ -1,0 +1,84 @@
+use std::{net::SocketAddr, time::Duration};
+
+use alert_amqp::{QueueKind, Topology};
+use alert_core::{Secret, telemetry::LogFormat};
+use alert_redis::StoreSettings;
+
+/// Processor settings: every flag has an environment variable, for Helm.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "alert-processor",
+    version,
+    about = "Alert aggregation: dedupes, aggregates per location in Redis, closes windows"
+)]
+pub struct Config {
+    /// Address for health and metrics.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:4001")]
+    pub listen: SocketAddr,
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: Secret,
+    #[arg(long, env = "AMQP_QUEUE", default_value = "alerts.raw")]
+    pub queue: String,
+    /// `quorum` or `classic`; must match the listener's.
+    #[arg(long, env = "AMQP_QUEUE_TYPE", default_value = "quorum")]
+    pub queue_type: QueueKind,
+    /// Deliveries of a message before RabbitMQ dead-letters it; must match the listener's.
+    #[arg(long, env = "AMQP_DELIVERY_LIMIT", default_value_t = 5)]
+    pub delivery_limit: u32,
+    /// Unacknowledged messages in flight (the pipelining depth towards Redis).
+    #[arg(long, env = "AMQP_PREFETCH", default_value_t = 256)]
+    pub prefetch: u16,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: Secret,
+    /// Every key and channel starts with this.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "alerts:")]
+    pub redis_prefix: String,
+    /// How long a UUID or idempotency key is remembered for dedupe.
+    #[arg(long, env = "DEDUPE_TTL_SECONDS", default_value_t = 86_400)]
+    pub dedupe_ttl_seconds: u64,
+    /// Approximate number of events kept in the log for replay.
+    #[arg(long, env = "EVENT_LOG_MAX_LEN", default_value_t = 100_000)]
+    pub event_log_max_len: u64,
+    /// Alerts kept per location for the history API.
+    #[arg(long, env = "HISTORY_LEN", default_value_t = 100)]
+    pub history_len: u64,
+    /// Longest pause of the closer between runs (bounds the close lag).
+    #[arg(long, env = "CLOSE_POLL_MS", default_value_t = 100)]
+    pub close_poll_ms: u64,
+    /// Pause before requeueing a message that failed for a transient reason.
+    #[arg(long, env = "REQUEUE_DELAY_MS", default_value_t = 500)]
+    pub requeue_delay_ms: u64,
+    /// On SIGTERM, how long in-flight messages may take to be finished and acked.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
+    pub shutdown_timeout_seconds: u64,
+    /// `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults, as `alert-processor` with no flags and no environment would use.
+    pub fn defaults() -> Self {
+        <Config as clap::Parser>::parse_from(["alert-processor"])
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology {
+            queue: self.queue.clone(),
+            kind: self.queue_type,
+            delivery_limit: self.delivery_limit,
+        }
+    }
+
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            dedupe_ttl: Duration::from_secs(self.dedupe_ttl_seconds),
+            log_max_len: self.event_log_max_len,
+            history_len: self.history_len,
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! `alert-processor`: turns the raw alert queue into the open / update / close story
+//! of each location.
+//!
+//! # Data flow
+//! RabbitMQ (manual ack, bounded prefetch) -> [`handle`] decodes the message and runs
+//! the aggregation script once ([`alert_redis::Store::apply`]: dedupe, window update,
+//! close schedule, event log append and live publish, atomically) -> the delivery is
+//! acked only after Redis committed. A transient failure requeues (after a pause), a
+//! message that can never succeed is dead-lettered with the reason. Every processor also
+//! runs a closer ([`alert_redis::Store::close_due`]) that pops ended windows from the
+//! close schedule; each window closes exactly once however many processors run.
+
+mod config;
+mod metrics;
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use alert_amqp::{ConsumerConfig, Disposition, Incoming};
+use alert_core::QueueMessage;
+use alert_redis::{Applied, Keys, Store, is_transient};
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use tokio::{net::TcpListener, sync::watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+pub use config::Config;
+use metrics::Metrics;
+
+/// Most windows one closer run closes (the next run follows at once if it was full).
+const CLOSE_BATCH: u32 = 500;
+
+struct Health {
+    consumer_connected: Arc<AtomicBool>,
+    redis_ok: AtomicBool,
+    metrics: Metrics,
+}
+
+/// Runs the processor until `shutdown` completes: stops consuming, finishes and acks the
+/// messages in hand, stops the closer, then the health server.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let health = Arc::new(Health {
+        consumer_connected: Arc::new(AtomicBool::new(false)),
+        redis_ok: AtomicBool::new(false),
+        metrics: Metrics::new(),
+    });
+    let (stop_tx, stop) = watch::channel(false);
+    let (server_stop_tx, server_stop) = watch::channel(false);
+    let server = tokio::spawn(alert_core::shutdown::serve(
+        listener,
+        router(health.clone()),
+        wait_for(server_stop),
+        Duration::from_secs(5),
+    ));
+    let work = tokio::spawn(work(config.clone(), health, stop));
+    shutdown.await;
+    info!("stopping: finishing in-flight messages");
+    stop_tx.send_replace(true);
+    if let Err(error) = work.await {
+        warn!(%error, "processor task failed");
+    }
+    server_stop_tx.send_replace(true);
+    server.await.map_err(std::io::Error::other)?
+}
+
+async fn wait_for(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+async fn work(config: Config, health: Arc<Health>, stop: watch::Receiver<bool>) {
+    let Some(store) = connect_store(&config, &health, stop.clone()).await else {
+        return;
+    };
+    let closer = tokio::spawn(close_loop(
+        store.clone(),
+        health.clone(),
+        stop.clone(),
+        Duration::from_millis(config.close_poll_ms),
+    ));
+    let consumer = ConsumerConfig {
+        url: config.amqp_url.expose().to_owned(),
+        topology: config.topology(),
+        prefetch: config.prefetch,
+        connection_name: format!("alert-processor {}", std::process::id()),
+        drain: Duration::from_secs(config.shutdown_timeout_seconds),
+    };
+    let requeue_delay = Duration::from_millis(config.requeue_delay_ms);
+    alert_amqp::consume(
+        consumer,
+        health.consumer_connected.clone(),
+        stop,
+        |incoming| handle(&store, &health, incoming, requeue_delay),
+    )
+    .await;
+    let _ = closer.await;
+}
+
+/// Connects to Redis, retrying until it answers or the processor stops.
+async fn connect_store(
+    config: &Config,
+    health: &Health,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Store> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let keys = Keys::new(config.redis_prefix.clone());
+        match Store::connect(config.redis_url.expose(), keys, config.store_settings()).await {
+            Ok(store) => {
+                health.redis_ok.store(true, Ordering::SeqCst);
+                info!(prefix = %config.redis_prefix, "connected to Redis");
+                return Some(store);
+            }
+            Err(error) => {
+                warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot connect to Redis")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return None,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Applies one delivery and decides its fate.
+async fn handle(
+    store: &Store,
+    health: &Health,
+    incoming: Incoming,
+    requeue_delay: Duration,
+) -> Disposition {
+    let metrics = &health.metrics;
+    let message: QueueMessage = match serde_json::from_slice(&incoming.data) {
+        Ok(message) => message,
+        Err(error) => {
+            warn!(%error, "undecodable message; dead-lettering it");
+            metrics.messages.with_label_values(&["dead_lettered"]).inc();
+            return Disposition::DeadLetter(format!("undecodable message: {error}"));
+        }
+    };
+    let span = info_span!("message", alert_id = %message.id(), redelivered = incoming.redelivered);
+    async {
+        let started = Instant::now();
+        let result = store.apply(&message, None).await;
+        metrics
+            .script_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let disposition = disposition(&result);
+        match (&result, &disposition) {
+            (Ok(applied), _) => {
+                health.redis_ok.store(true, Ordering::SeqCst);
+                record(metrics, applied);
+            }
+            (Err(error), Disposition::Requeue) => {
+                health.redis_ok.store(false, Ordering::SeqCst);
+                warn!(%error, "Redis failed; requeueing");
+                metrics.messages.with_label_values(&["requeued"]).inc();
+                tokio::time::sleep(requeue_delay).await;
+            }
+            (Err(error), _) => {
+                warn!(%error, "the aggregation script rejected the message; dead-lettering it");
+                metrics.messages.with_label_values(&["dead_lettered"]).inc();
+            }
+        }
+        disposition
+    }
+    .instrument(span)
+    .await
+}
+
+/// The ack policy, in one place: committed (or a duplicate) -> ack; Redis away or busy
+/// -> requeue; anything else can never succeed -> dead-letter with the reason.
+fn disposition(result: &Result<Applied, fred::error::Error>) -> Disposition {
+    match result {
+        Ok(_) => Disposition::Ack,
+        Err(error) if is_transient(error) => Disposition::Requeue,
+        Err(error) => {
+            Disposition::DeadLetter(format!("rejected by the aggregation script: {error}"))
+        }
+    }
+}
+
+fn record(metrics: &Metrics, applied: &Applied) {
+    if applied.duplicate {
+        debug!("duplicate; nothing changed");
+        metrics.messages.with_label_values(&["duplicate"]).inc();
+        return;
+    }
+    metrics.messages.with_label_values(&["applied"]).inc();
+    metrics.count_events(applied.opens, applied.updates, applied.closes);
+    if applied.opens + applied.updates + applied.closes > 0 {
+        info!(
+            opens = applied.opens,
+            updates = applied.updates,
+            closes = applied.closes,
+            "alert applied"
+        );
+    } else {
+        debug!("alert merged without an event");
+    }
+}
+
+/// Closes ended windows: sleeps until the next end (at most `poll`, since other
+/// processors open windows too), then pops whatever is due.
+async fn close_loop(
+    store: Store,
+    health: Arc<Health>,
+    mut stop: watch::Receiver<bool>,
+    poll: Duration,
+) {
+    let metrics = &health.metrics;
+    loop {
+        let wait = match store.close_due(None, CLOSE_BATCH).await {
+            Ok(closed) => {
+                health.redis_ok.store(true, Ordering::SeqCst);
+                metrics.count_events(0, 0, closed.closes);
+                for lag in &closed.lags_ms {
+                    metrics.close_lag_seconds.observe(*lag as f64 / 1000.0);
+                }
+                if closed.closes > 0 {
+                    info!(closes = closed.closes, "windows closed");
+                }
+                let until_next = closed
+                    .next_due
+                    .and_then(|due| (due - closed.now).to_std().ok())
+                    .unwrap_or(poll);
+                if closed.closes == u64::from(CLOSE_BATCH) {
+                    Duration::ZERO
+                } else {
+                    until_next.min(poll)
+                }
+            }
+            Err(error) => {
+                health.redis_ok.store(false, Ordering::SeqCst);
+                warn!(%error, "closer cannot reach Redis");
+                poll * 5
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(health)
+}
+
+fn is_ready(health: &Health) -> bool {
+    health.consumer_connected.load(Ordering::SeqCst) && health.redis_ok.load(Ordering::SeqCst)
+}
+
+async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    if is_ready(&health) {
+        (StatusCode::OK, "ready")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not consuming or Redis unavailable",
+        )
+    }
+}
+
+async fn metrics_text(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let metrics = &health.metrics;
+    metrics
+        .consumer_connected
+        .set(i64::from(health.consumer_connected.load(Ordering::SeqCst)));
+    metrics
+        .redis_connected
+        .set(i64::from(health.redis_ok.load(Ordering::SeqCst)));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        alert_core::telemetry::render(&metrics.registry),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fred::error::{Error, ErrorKind};
+
+    #[test]
+    fn ack_policy() {
+        assert_eq!(disposition(&Ok(Applied::default())), Disposition::Ack);
+        let io = Error::new(ErrorKind::IO, "connection reset");
+        assert_eq!(disposition(&Err(io)), Disposition::Requeue);
+        let busy = Error::new(ErrorKind::Unknown, "BUSY Redis is busy running a script");
+        assert_eq!(disposition(&Err(busy)), Disposition::Requeue);
+        let bug = Error::new(ErrorKind::Unknown, "ERR user_script:1: bad argument");
+        assert!(
+            matches!(disposition(&Err(bug)), Disposition::DeadLetter(reason) if reason.contains("bad argument"))
+        );
+    }
+}

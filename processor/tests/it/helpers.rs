@@ -1,0 +1,193 @@
+use std::time::Duration;
+
+use alert_amqp::{Publisher, PublisherConfig, Topology};
+use alert_core::{Alert, AlertQueue, Event, EventType, QueueMessage, Secret};
+use alert_processor::Config;
+use alert_redis::{Keys, Store, StoreSettings};
+use chrono::{DateTime, TimeDelta, Utc};
+use lapin::options::QueueDeleteOptions;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use uuid::Uuid;
+
+pub(crate) use alert_testkit::{AMQP_URL, Proxy, REDIS_URL, eventually, unique};
+
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
+
+/// One test's queue, key prefix, publisher and store.
+pub(crate) struct Env {
+    pub(crate) queue: String,
+    pub(crate) prefix: String,
+    pub(crate) publisher: Publisher,
+    pub(crate) store: Store,
+}
+
+impl Env {
+    pub(crate) async fn new(name: &str) -> Env {
+        let queue = unique(name);
+        let prefix = format!("{queue}:");
+        let publisher = Publisher::start(PublisherConfig {
+            url: AMQP_URL.into(),
+            topology: topology(&queue),
+            channels: 1,
+            confirm_timeout: Duration::from_secs(10),
+            connection_name: "processor tests".into(),
+        });
+        eventually(WAIT, "publisher connected", || async {
+            publisher.is_connected().then_some(())
+        })
+        .await;
+        let store = Store::connect(
+            REDIS_URL,
+            Keys::new(prefix.clone()),
+            StoreSettings::default(),
+        )
+        .await
+        .unwrap();
+        Env {
+            queue,
+            prefix,
+            publisher,
+            store,
+        }
+    }
+
+    pub(crate) fn config(&self) -> Config {
+        config(&self.queue, &self.prefix, REDIS_URL)
+    }
+
+    pub(crate) async fn publish(&self, messages: &[QueueMessage]) {
+        for chunk in messages.chunks(500) {
+            self.publisher.publish(chunk).await.unwrap();
+        }
+    }
+
+    /// Every event in the log, oldest first.
+    pub(crate) async fn events(&self) -> Vec<Event> {
+        self.store.events_after("0-0", 1_000_000).await.unwrap()
+    }
+
+    /// Waits until the log holds at least `n` events.
+    pub(crate) async fn wait_events(&self, n: usize) -> Vec<Event> {
+        eventually(WAIT, &format!("{n} events"), || async {
+            let events = self.events().await;
+            (events.len() >= n).then_some(events)
+        })
+        .await
+    }
+
+    pub(crate) async fn cleanup(self) {
+        self.publisher.close().await;
+        self.store.delete_all().await.unwrap();
+        delete_queues(&self.queue).await;
+    }
+}
+
+pub(crate) fn topology(queue: &str) -> Topology {
+    Topology {
+        queue: queue.into(),
+        kind: Default::default(),
+        delivery_limit: 5,
+    }
+}
+
+pub(crate) fn config(queue: &str, prefix: &str, redis_url: &str) -> Config {
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.queue = queue.into();
+    config.redis_prefix = prefix.into();
+    config.redis_url = Secret::new(redis_url);
+    config.close_poll_ms = 50;
+    config.requeue_delay_ms = 100;
+    config.shutdown_timeout_seconds = 5;
+    config
+}
+
+/// A processor running in this process.
+pub(crate) struct Running {
+    pub(crate) addr: std::net::SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub(crate) async fn start(config: Config) -> Running {
+        let listener = TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(alert_processor::run(config, listener, async move {
+            let _ = rx.await;
+        }));
+        Running {
+            addr,
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{}{path}", self.addr))
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    pub(crate) async fn wait_ready(&self) {
+        eventually(WAIT, "processor ready", || async {
+            (self.get("/readyz").await.0 == 200).then_some(())
+        })
+        .await;
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.handle).await.unwrap().unwrap();
+    }
+}
+
+pub(crate) async fn delete_queues(queue: &str) {
+    let connection = alert_amqp::connect(AMQP_URL, "processor tests cleanup")
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for name in [queue.to_owned(), format!("{queue}.dead")] {
+        let _ = channel
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = connection.close(200, "done".into()).await;
+}
+
+/// An alert for `location` from `start` for `duration`.
+pub(crate) fn alert_at(
+    location: &str,
+    kind: &str,
+    start: DateTime<Utc>,
+    duration: TimeDelta,
+) -> Alert {
+    let start = alert_core::input::whole_millis(start);
+    Alert {
+        id: Uuid::now_v7(),
+        locations: vec![location.into()],
+        alert_type: kind.into(),
+        start,
+        end: start + duration,
+        idempotency_key: None,
+        reference: None,
+        source: None,
+        severity: None,
+        title: None,
+        instructions: None,
+        category: None,
+        received_at: start,
+    }
+}
+
+pub(crate) fn message(alert: Alert) -> QueueMessage {
+    QueueMessage::Alert(alert)
+}
+
+pub(crate) fn kinds(events: &[Event]) -> Vec<EventType> {
+    events.iter().map(|e| e.event_type).collect()
+}
