@@ -197,6 +197,7 @@ fn record(metrics: &Metrics, applied: &Applied) {
     }
     metrics.messages.with_label_values(&["applied"]).inc();
     metrics.count_events(applied.opens, applied.updates, applied.closes);
+    metrics.observe_close_lags(&applied.close_lags_ms);
     if applied.opens + applied.updates + applied.closes > 0 {
         info!(
             opens = applied.opens,
@@ -223,9 +224,7 @@ async fn close_loop(
             Ok(closed) => {
                 health.redis_ok.store(true, Ordering::SeqCst);
                 metrics.count_events(0, 0, closed.closes);
-                for lag in &closed.lags_ms {
-                    metrics.close_lag_seconds.observe(*lag as f64 / 1000.0);
-                }
+                metrics.observe_close_lags(&closed.lags_ms);
                 if closed.closes > 0 {
                     info!(closes = closed.closes, "windows closed");
                 }

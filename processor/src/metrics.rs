@@ -85,4 +85,10 @@ impl Metrics {
             }
         }
     }
+
+    pub(crate) fn observe_close_lags(&self, lags_ms: &[i64]) {
+        for lag in lags_ms {
+            self.close_lag_seconds.observe(*lag as f64 / 1000.0);
+        }
+    }
 }

@@ -79,12 +79,15 @@ impl Default for StoreSettings {
 }
 
 /// What one message did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Applied {
     pub duplicate: bool,
     pub opens: u64,
     pub updates: u64,
     pub closes: u64,
+    /// For each close (of a window that had ended before this alert arrived), how late
+    /// it was, in ms after the window's end.
+    pub close_lags_ms: Vec<i64>,
 }
 
 /// What one closer run did.
@@ -210,12 +213,13 @@ impl Store {
         };
         let payload = payload.expect("script payloads always serialise");
         let reply = self.run(mode, now, payload).await?;
-        let (status, opens, updates, closes, _) = counts(&reply)?;
+        let (status, opens, updates, closes, close_lags_ms) = counts(&reply)?;
         Ok(Applied {
             duplicate: status == "duplicate",
             opens,
             updates,
             closes,
+            close_lags_ms,
         })
     }
 
