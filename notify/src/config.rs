@@ -1,0 +1,62 @@
+use std::{net::SocketAddr, time::Duration};
+
+use alert_core::{Secret, telemetry::LogFormat};
+
+/// Notify settings: every flag has an environment variable, for Helm.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "alert-notify",
+    version,
+    about = "Alert fan-out: Socket.IO, Server-Sent Events and REST over the Redis event log"
+)]
+pub struct Config {
+    /// Address for Socket.IO, SSE, REST, health and metrics.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:4002")]
+    pub listen: SocketAddr,
+    /// Redis URL (event log, open windows, live channel).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: Secret,
+    /// Prefix of every Redis key and channel; the processor must use the same.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "alerts:")]
+    pub redis_prefix: String,
+    /// Origins allowed by CORS, comma separated; empty: same origin only.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Most locations one client may subscribe to.
+    #[arg(long, env = "MAX_LOCATIONS_PER_CLIENT", default_value_t = 100)]
+    pub max_locations: usize,
+    /// Most events replayed to one client on resume (`since`, `Last-Event-ID`) and
+    /// most events `GET /api/events` answers; beyond it the client gets a snapshot.
+    #[arg(long, env = "REPLAY_LIMIT", default_value_t = 1000)]
+    pub replay_limit: u64,
+    /// Largest Socket.IO packet a client may send.
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 16 * 1024)]
+    pub max_payload_bytes: u64,
+    /// Packets buffered per client before it counts as too slow and is disconnected.
+    #[arg(long, env = "CLIENT_BUFFER", default_value_t = 256)]
+    pub client_buffer: usize,
+    /// How often the live feed is compared with the event log to find gaps.
+    #[arg(long, env = "GAP_CHECK_MS", default_value_t = 1000)]
+    pub gap_check_ms: u64,
+    /// On SIGTERM, how long clients and requests get to finish.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
+    pub shutdown_timeout_seconds: u64,
+    /// `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults, as `alert-notify` with no flags and no environment would use.
+    pub fn defaults() -> Self {
+        <Config as clap::Parser>::parse_from(["alert-notify"])
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+
+    pub fn gap_check(&self) -> Duration {
+        Duration::from_millis(self.gap_check_ms.max(10))
+    }
+}

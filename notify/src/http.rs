@@ -1,0 +1,337 @@
+//! Routes besides Socket.IO: Server-Sent Events, REST reads, health and metrics.
+
+use std::{convert::Infallible, sync::Arc};
+
+use alert_core::Event;
+use alert_redis::HistoryEntry;
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{
+        IntoResponse, Response,
+        sse::{Event as SseEvent, KeepAlive, Sse},
+    },
+    routing::get,
+};
+use futures::{Stream, StreamExt, stream};
+use prometheus::IntGauge;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast::error::RecvError, watch};
+
+use crate::{
+    hub::{Fanout, Hub, Since},
+    socket::{Snapshot, clean_locations},
+};
+
+/// Most history entries one request may ask for.
+const MAX_HISTORY: u64 = 100;
+
+pub(crate) fn router(hub: Arc<Hub>, closing: watch::Receiver<bool>) -> Router {
+    Router::new()
+        .route("/api/stream", get(stream_events))
+        .route("/api/active", get(active))
+        .route("/api/events", get(events))
+        .route("/api/history", get(history))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(AppState { hub, closing })
+}
+
+#[derive(Clone)]
+struct AppState {
+    hub: Arc<Hub>,
+    closing: watch::Receiver<bool>,
+}
+
+/// Why a read request failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// The client must fix the request: 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// Redis is unreachable: 503; retry, or another pod.
+    #[error("temporarily unavailable")]
+    Unavailable(#[from] fred::error::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable(error) => {
+                tracing::warn!(%error, "cannot read Redis for a request");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+/// `?locations=a,b` into a checked filter; `None` for all.
+fn location_filter(hub: &Hub, raw: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(raw) = raw.filter(|raw| !raw.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let requested: Vec<String> = raw.split(',').map(str::to_owned).collect();
+    let locations =
+        clean_locations(&requested, hub.limits.max_locations).map_err(ApiError::Invalid)?;
+    Ok(Some(locations.into_iter().collect()))
+}
+
+fn bounded(limit: Option<u64>, default: u64, max: u64) -> Result<u64, ApiError> {
+    match limit.unwrap_or(default) {
+        0 => Err(ApiError::Invalid("limit must be at least 1".into())),
+        limit if limit > max => Err(ApiError::Invalid(format!("limit is at most {max}"))),
+        limit => Ok(limit),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LocationsQuery {
+    locations: Option<String>,
+}
+
+/// `GET /api/active?locations=a,b`: `{epoch, offset, active}` like the `snapshot`.
+async fn active(
+    State(state): State<AppState>,
+    Query(query): Query<LocationsQuery>,
+) -> Result<Json<Snapshot>, ApiError> {
+    let hub = &state.hub;
+    let filter = location_filter(hub, query.locations.as_deref())?;
+    let position = hub.position();
+    let active = hub.active(filter.as_deref()).await?;
+    Ok(Json(Snapshot {
+        epoch: position.epoch,
+        offset: position.offset,
+        active,
+        missed: None,
+        recovered: None,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    since: Option<String>,
+    limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventsPage {
+    epoch: Option<String>,
+    events: Vec<Event>,
+}
+
+/// `GET /api/events?since=<offset>&limit=`: events after `since` (oldest first), or
+/// the newest `limit` without `since`.
+async fn events(
+    State(state): State<AppState>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<EventsPage>, ApiError> {
+    let hub = &state.hub;
+    let limit = bounded(query.limit, 100, hub.limits.replay_limit)?;
+    let events = match query.since.as_deref() {
+        Some(since) => {
+            if crate::hub::offset_key(since).is_none() {
+                return Err(ApiError::Invalid(
+                    "since must be an offset like 1700000000000-0".into(),
+                ));
+            }
+            hub.store.events_after(since, limit).await?
+        }
+        None => hub.store.latest_events(limit).await?,
+    };
+    Ok(Json(EventsPage {
+        epoch: hub.store.epoch().await?,
+        events,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    location: Option<String>,
+    limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct History {
+    location: String,
+    history: Vec<HistoryEntry>,
+}
+
+/// `GET /api/history?location=&limit=`: the newest alerts for one location.
+async fn history(
+    State(state): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<History>, ApiError> {
+    let location = query.location.unwrap_or_default();
+    let location = clean_locations(&[location], 1)
+        .map_err(ApiError::Invalid)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Invalid("location is required".into()))?;
+    let limit = bounded(query.limit, 20, MAX_HISTORY)?;
+    let history = state.hub.store.history(&location, limit).await?;
+    Ok(Json(History { location, history }))
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    locations: Option<String>,
+    /// For EventSource polyfills that cannot set the header.
+    #[serde(rename = "lastEventId")]
+    last_event_id: Option<String>,
+}
+
+/// Counts an SSE client while its stream lives.
+struct Connected(IntGauge);
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `GET /api/stream?locations=a,b`: `event: alert`, `id: <offset>`, data = the event.
+/// With `Last-Event-ID` the missed events come first; without it, or when they
+/// cannot all be given, an `event: snapshot` (`{epoch, offset, active}`) comes first.
+/// A client that falls too far behind has its stream ended, so that it resumes.
+async fn stream_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let hub = state.hub.clone();
+    let filter = location_filter(&hub, query.locations.as_deref())?;
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or(query.last_event_id)
+        .filter(|id| !id.trim().is_empty());
+    let (position, live) = hub.join_at_position(|| hub.sse_receiver());
+
+    let mut first = Vec::new();
+    let replay = match last_id {
+        Some(offset) => {
+            let since = Since {
+                epoch: hub.store.epoch().await?,
+                offset: offset.trim().to_owned(),
+            };
+            Some(hub.replay(&since, &position, filter.as_deref()).await?)
+        }
+        None => None,
+    };
+    match replay {
+        Some(replay) if replay.recovered => {
+            for event in &replay.missed {
+                let data = serde_json::to_string(event).unwrap_or_default();
+                first.push(
+                    SseEvent::default()
+                        .id(event.offset.clone())
+                        .event("alert")
+                        .data(data),
+                );
+            }
+        }
+        _ => {
+            let active = hub.active(filter.as_deref()).await?;
+            let snapshot = Snapshot {
+                epoch: position.epoch.clone(),
+                offset: position.offset.clone(),
+                active,
+                missed: None,
+                recovered: None,
+            };
+            let data = serde_json::to_string(&snapshot).unwrap_or_default();
+            let mut event = SseEvent::default().event("snapshot").data(data);
+            if let Some(offset) = &position.offset {
+                event = event.id(offset.clone());
+            }
+            first.push(event);
+        }
+    }
+
+    let gauge = hub.metrics.clients.with_label_values(&["sse"]);
+    gauge.inc();
+    let connected = Connected(gauge);
+    let deliveries = hub.metrics.deliveries.with_label_values(&["sse"]);
+    let slow = hub.metrics.slow_clients.with_label_values(&["sse"]);
+    let state = LiveState {
+        live,
+        filter,
+        closing: state.closing.clone(),
+        deliveries,
+        slow,
+        _connected: connected,
+    };
+    let live = stream::unfold(state, |mut state| async move {
+        let event = state.next().await?;
+        Some((Ok(event), state))
+    });
+    let stream = stream::iter(first.into_iter().map(Ok)).chain(live);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+struct LiveState {
+    live: tokio::sync::broadcast::Receiver<Fanout>,
+    filter: Option<Vec<String>>,
+    closing: watch::Receiver<bool>,
+    deliveries: prometheus::IntCounter,
+    slow: prometheus::IntCounter,
+    _connected: Connected,
+}
+
+impl LiveState {
+    /// The next event for this client; `None` ends the stream.
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            let fanout = tokio::select! {
+                _ = self.closing.wait_for(|closing| *closing) => return None,
+                fanout = self.live.recv() => fanout,
+            };
+            match fanout {
+                Ok(Fanout::Event(out)) => {
+                    if self
+                        .filter
+                        .as_ref()
+                        .is_some_and(|f| !f.contains(&out.location))
+                    {
+                        continue;
+                    }
+                    self.deliveries.inc();
+                    return Some(
+                        SseEvent::default()
+                            .id(out.offset.clone())
+                            .event("alert")
+                            .data(out.json.get()),
+                    );
+                }
+                Ok(Fanout::Resync) | Err(RecvError::Closed) => return None,
+                Err(RecvError::Lagged(_)) => {
+                    // Never skip silently: end the stream; the browser resumes with
+                    // Last-Event-ID.
+                    self.slow.inc();
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.hub.is_feed_up() {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "live feed down").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> String {
+    alert_core::telemetry::render(&state.hub.metrics.registry)
+}

@@ -1,0 +1,158 @@
+//! `alert-notify`: fans the broadcaster's events out to clients.
+//!
+//! # Data flow
+//! The processor appends every event to the Redis event log (a stream; the entry id
+//! is the event's `offset`) and publishes it on the live channel in the same atomic
+//! script. [`feed`] subscribes to the channel, fills any gap from the log (see its
+//! docs for how gaps are found) and hands each event, in offset order and once, to
+//! the hub, which serialises it once and sends it to:
+//! - Socket.IO clients (default namespace, event `alert`): the room of the event's
+//!   location, plus the clients that subscribed to nothing (they get everything);
+//! - Server-Sent Events streams (`GET /api/stream`).
+//!
+//! On connect a client gets a `snapshot` of the open windows; `subscribe` /
+//! `unsubscribe` change its rooms; `since: {epoch, offset}` (in `subscribe` or the
+//! handshake `auth`) replays what it missed from the log, or answers
+//! `recovered: false` when the epoch changed or the log no longer reaches back.
+//! `GET /api/active`, `/api/events` and `/api/history` read the same state.
+//!
+//! A client whose send buffer (`CLIENT_BUFFER` packets) is full is taken out of
+//! every room and disconnected, so it resumes with `since` instead of silently
+//! missing events; an SSE stream that falls behind is ended and resumes with
+//! `Last-Event-ID`.
+//!
+//! # Transports and scaling
+//! WebSocket is the transport for scale: each connection lives on one pod, and any
+//! pod serves any client. HTTP long-polling works, but its requests must all reach
+//! the pod that holds the session: with more than one pod it needs sticky sessions
+//! (e.g. ingress cookie affinity); without them a polling client fails its handshake
+//! and should be configured for `transports: ["websocket"]`.
+//!
+//! # Shutdown
+//! On the shutdown signal the pod stops accepting, disconnects every Socket.IO
+//! client (they reconnect, to another pod) and ends every SSE stream, then drains
+//! within `SHUTDOWN_TIMEOUT_SECONDS`.
+
+mod config;
+mod feed;
+mod http;
+mod hub;
+mod metrics;
+mod socket;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use alert_redis::{Keys, Store, StoreSettings};
+use axum::http::{HeaderValue, Method, header};
+use fred::{
+    interfaces::{ClientLike, PubsubInterface},
+    prelude::{Builder, Config as RedisConfig, ReconnectPolicy},
+};
+use socketioxide::SocketIo;
+use tokio::{net::TcpListener, sync::watch};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use config::Config;
+
+/// Why notify could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Redis unreachable or misconfigured at start: fix `REDIS_URL`, or let the pod
+    /// restart until Redis is up.
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    /// A bad `CORS_ORIGINS` entry: fix the configuration.
+    #[error("invalid CORS origin {0:?}")]
+    Cors(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs notify on `listener` until `shutdown` completes, then closes client
+/// connections (so they reconnect elsewhere) and drains.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let url = config.redis_url.expose();
+    let keys = Keys::new(config.redis_prefix.clone());
+    let store = Store::connect(url, keys.clone(), StoreSettings::default()).await?;
+    let subscriber = Builder::from_config(RedisConfig::from_url(url)?)
+        .with_connection_config(|connection| {
+            connection.connection_timeout = Duration::from_secs(5);
+            connection.internal_command_timeout = Duration::from_secs(5);
+        })
+        .with_performance_config(|performance| {
+            performance.broadcast_channel_capacity = 8192;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+        .build_subscriber_client()?;
+    subscriber.init().await?;
+    let _resubscriber = subscriber.manage_subscriptions();
+    subscriber.subscribe(keys.live()).await?;
+
+    let cors = cors(&config.cors_origins)?;
+    let (layer, io) = SocketIo::builder()
+        .max_buffer_size(config.client_buffer)
+        .max_payload(config.max_payload_bytes)
+        .build_layer();
+    let limits = hub::Limits {
+        max_locations: config.max_locations,
+        replay_limit: config.replay_limit,
+    };
+    let hub = Arc::new(hub::Hub::new(
+        store,
+        io.clone(),
+        limits,
+        config.client_buffer * 16,
+    ));
+    feed::start_position(&hub).await?;
+    socket::register(hub.clone());
+
+    let (closing_tx, closing) = watch::channel(false);
+    let feed = tokio::spawn(feed::run(
+        hub.clone(),
+        subscriber,
+        config.gap_check(),
+        closing.clone(),
+    ));
+    let mut router = http::router(hub.clone(), closing).layer(layer);
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    tracing::info!(addr = %listener.local_addr()?, prefix = %config.redis_prefix, "notify serving");
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("closing client connections");
+        let _ = closing_tx.send(true);
+        tokio::spawn(async move { io.close().await });
+    };
+    let served =
+        alert_core::shutdown::serve(listener, router, shutdown, config.shutdown_timeout()).await;
+    let _ = feed.await;
+    served?;
+    Ok(())
+}
+
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, RunError> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .map(|o| HeaderValue::from_str(o).map_err(|_| RunError::Cors(o.to_owned())))
+        .collect::<Result<_, _>>()?;
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("last-event-id"),
+            ])
+            .allow_credentials(true),
+    ))
+}

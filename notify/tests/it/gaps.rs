@@ -1,0 +1,62 @@
+use serde_json::json;
+
+use crate::helpers::{Proxy, TestApp, WAIT, alert, config, eventually, offset_lt, unique};
+
+#[tokio::test]
+async fn events_published_while_the_feed_is_cut_arrive_in_order_once() {
+    let proxy = Proxy::start("127.0.0.1:6379", true).await;
+    let prefix = format!("{}:", unique("gap"));
+    let app = TestApp::spawn(config(&prefix, &format!("redis://{}", proxy.addr))).await;
+    let mut client = app.client(json!({})).await;
+    client.expect("snapshot").await;
+    app.apply(&alert("Before", "Rocket Alert", 10)).await;
+    let mut received = client.alerts(1).await;
+
+    // Cut notify's Redis link (subscriber and reads); the test writes directly, so
+    // these events are logged and published while notify cannot hear them.
+    proxy.down();
+    eventually(WAIT, "readyz failing while the feed is down", || async {
+        (app.readyz().await == 503).then_some(())
+    })
+    .await;
+    for i in 0..5 {
+        app.apply(&alert(&format!("During {i}"), "Rocket Alert", 10))
+            .await;
+    }
+    proxy.up();
+    app.wait_ready().await;
+    app.apply(&alert("After", "Rocket Alert", 10)).await;
+
+    received.extend(client.alerts(6).await);
+    received.extend(client.drain_alerts().await);
+    let locations: Vec<_> = received.iter().map(|e| e.location.as_str()).collect();
+    assert_eq!(
+        locations,
+        [
+            "Before", "During 0", "During 1", "During 2", "During 3", "During 4", "After"
+        ]
+    );
+    assert!(
+        received
+            .windows(2)
+            .all(|w| offset_lt(&w[0].offset, &w[1].offset))
+    );
+
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let filled = metrics
+        .lines()
+        .find(|l| l.starts_with("alerts_notify_gap_events_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert!(filled >= 5.0, "{metrics}");
+    app.stop().await;
+}

@@ -1,0 +1,12 @@
+//! Notify integration tests against the real Redis (and RabbitMQ for the end-to-end
+//! test) on this machine, with real clients over real sockets. Each test uses its own
+//! Redis prefix (`test.<name>.<random>:`), so tests run in parallel.
+
+mod helpers;
+
+mod clients;
+mod end_to_end;
+mod gaps;
+mod resume;
+mod rooms;
+mod sse;

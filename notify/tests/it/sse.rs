@@ -1,0 +1,130 @@
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::helpers::{TestApp, WAIT, alert};
+
+/// One parsed Server-Sent Event.
+#[derive(Debug, Default)]
+struct Sse {
+    id: Option<String>,
+    event: String,
+    data: String,
+}
+
+/// Reads SSE frames from a streaming response.
+struct SseReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseReader {
+    fn new(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), 200);
+        SseReader {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Sse {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let mut sse = Sse::default();
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        sse.id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        sse.event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        sse.data.push_str(v.trim_start());
+                    }
+                }
+                if sse.event.is_empty() && sse.data.is_empty() {
+                    continue; // keep-alive comment
+                }
+                return sse;
+            }
+            let chunk = tokio::time::timeout(WAIT, self.body.next())
+                .await
+                .expect("SSE frame in time")
+                .expect("SSE stream open")
+                .unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    async fn alert(&mut self) -> (String, alert_core::Event) {
+        loop {
+            let sse = self.next().await;
+            if sse.event == "alert" {
+                return (sse.id.unwrap(), serde_json::from_str(&sse.data).unwrap());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_streams_and_resumes_with_last_event_id() {
+    let app = TestApp::ready("sse").await;
+    let stream = app
+        .http
+        .get(app.url("/api/stream?locations=Rehovot"))
+        .send()
+        .await
+        .unwrap();
+    let mut reader = SseReader::new(stream);
+    let snapshot = reader.next().await;
+    assert_eq!(snapshot.event, "snapshot");
+
+    app.apply(&alert("Lod", "Rocket Alert", 10)).await;
+    app.apply(&alert("Rehovot", "Rocket Alert", 10)).await;
+    let (id, first) = reader.alert().await;
+    assert_eq!(first.location, "Rehovot");
+    assert_eq!(id, first.offset);
+    drop(reader);
+
+    app.apply(&alert("Rehovot", "Earthquake", 10)).await;
+    app.apply(&alert("Lod", "Earthquake", 10)).await;
+    app.apply(&alert("Rehovot", "Rocket Alert", 30)).await;
+    let resumed = app
+        .http
+        .get(app.url("/api/stream?locations=Rehovot"))
+        .header("Last-Event-ID", id)
+        .send()
+        .await
+        .unwrap();
+    let mut reader = SseReader::new(resumed);
+    let (_, a) = reader.alert().await;
+    let (_, b) = reader.alert().await;
+    assert_eq!(
+        (a.location.as_str(), b.location.as_str()),
+        ("Rehovot", "Rehovot")
+    );
+    assert_eq!(a.types, ["Earthquake", "Rocket Alert"]);
+    assert!(
+        crate::helpers::offset_lt(&first.offset, &a.offset)
+            && crate::helpers::offset_lt(&a.offset, &b.offset)
+    );
+
+    // Then live.
+    app.apply(&alert("Rehovot", "Hostile Aircraft", 10)).await;
+    let (_, c) = reader.alert().await;
+    assert!(c.types.contains(&"Hostile Aircraft".to_owned()));
+    drop(reader);
+
+    // REST reads of the same log.
+    let (status, body) = app
+        .get_json(&format!("/api/events?since={}&limit=10", first.offset))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["events"].as_array().unwrap().len(), 4, "{body}");
+    let (status, body) = app.get_json("/api/history?location=Rehovot&limit=10").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["history"].as_array().unwrap().len(), 4, "{body}");
+    let (status, body) = app.get_json("/api/events?limit=1000000").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(app.get_json("/api/history").await.0, 400);
+    let _ = json!({});
+    app.stop().await;
+}
