@@ -9,4 +9,5 @@ mod end_to_end;
 mod gaps;
 mod resume;
 mod rooms;
+mod slow;
 mod sse;

@@ -1,0 +1,170 @@
+//! Slow clients are disconnected, never skipped; shutdown closes clients.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, WAIT, alert, config, eventually, offset_lt, unique};
+
+/// Engine.IO v4 long-polling by hand: a client that stops polling stops taking its
+/// events, which is the slowest client there is.
+struct Polling<'a> {
+    app: &'a TestApp,
+    sid: String,
+}
+
+impl<'a> Polling<'a> {
+    async fn connect(app: &'a TestApp) -> Polling<'a> {
+        let open = app
+            .http
+            .get(app.url("/socket.io/?EIO=4&transport=polling"))
+            .send()
+            .await
+            .unwrap();
+        let open = open.text().await.unwrap();
+        let handshake: Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+        let polling = Polling {
+            app,
+            sid: handshake["sid"].as_str().unwrap().to_owned(),
+        };
+        polling.post("40{}").await;
+        polling
+    }
+
+    fn url(&self) -> String {
+        self.app.url(&format!(
+            "/socket.io/?EIO=4&transport=polling&sid={}",
+            self.sid
+        ))
+    }
+
+    async fn post(&self, body: &str) {
+        let response = self
+            .app
+            .http
+            .post(self.url())
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    /// One poll: the packets waiting for this client.
+    async fn poll(&self) -> Vec<String> {
+        let body = self
+            .app
+            .http
+            .get(self.url())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.split('\u{1e}').map(str::to_owned).collect()
+    }
+}
+
+fn slow_disconnects(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("alerts_notify_slow_client_disconnects_total{transport=\"socketio\"}")
+        })
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_client_with_a_full_buffer_is_disconnected_and_resumes_without_a_gap() {
+    let mut config = config(&format!("{}:", unique("slow")), crate::helpers::REDIS_URL);
+    config.client_buffer = 8;
+    let app = TestApp::spawn(config).await;
+    let slow = Polling::connect(&app).await;
+    let mut fast = app.client(json!({})).await;
+    fast.expect("snapshot").await;
+
+    let total = 20;
+    for i in 0..total {
+        app.apply(&alert(&format!("City {i}"), "Rocket Alert", 10))
+            .await;
+    }
+    let all = fast.alerts(total).await;
+    eventually(WAIT, "the slow client counted as slow", || async {
+        let metrics = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (slow_disconnects(&metrics) >= 1.0).then_some(())
+    })
+    .await;
+
+    // The slow client now polls: what it gets is a gap-free prefix, then a disconnect.
+    let mut received = Vec::new();
+    let polls = async {
+        loop {
+            for packet in slow.poll().await {
+                if let Some(event) = packet.strip_prefix("42") {
+                    let array: Vec<Value> = serde_json::from_str(event).unwrap();
+                    if array[0] == "alert" {
+                        received.push(
+                            serde_json::from_value::<alert_core::Event>(array[1].clone()).unwrap(),
+                        );
+                    }
+                } else if packet.starts_with("41") {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, polls)
+        .await
+        .expect("a disconnect packet after the buffered events");
+    assert!(
+        !received.is_empty() && received.len() < total,
+        "{} received",
+        received.len()
+    );
+    assert_eq!(
+        received[..],
+        all[..received.len()],
+        "a prefix, in order, no gap"
+    );
+
+    // Resuming from the last event it got gives exactly the rest.
+    let last = received.last().unwrap();
+    let mut back = app
+        .client(json!({ "since": { "epoch": last.epoch, "offset": last.offset } }))
+        .await;
+    let snapshot = back.expect("snapshot").await;
+    assert_eq!(snapshot["recovered"], true, "{snapshot}");
+    let missed: Vec<alert_core::Event> =
+        serde_json::from_value(snapshot["missed"].clone()).unwrap();
+    assert_eq!(missed[..], all[received.len()..]);
+    assert!(
+        missed
+            .windows(2)
+            .all(|w| offset_lt(&w[0].offset, &w[1].offset))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_disconnects_clients_so_they_reconnect_elsewhere() {
+    let app = TestApp::ready("shutdown").await;
+    let mut client = app.client(json!({})).await;
+    client.expect("snapshot").await;
+    let sse = app.http.get(app.url("/api/stream")).send().await.unwrap();
+    app.stop().await;
+    client.expect("disconnect").await;
+    // The SSE stream ended too (the body completes instead of hanging).
+    tokio::time::timeout(WAIT, sse.text())
+        .await
+        .expect("SSE stream ended")
+        .unwrap();
+}
