@@ -34,6 +34,9 @@ pub struct ConsumerConfig {
     pub topology: Topology,
     /// Unacknowledged deliveries at once: the bound on in-flight work.
     pub prefetch: u16,
+    /// Most deliveries handed to the handler at once (whatever has arrived, so a lone
+    /// message is never held back waiting for company).
+    pub batch: usize,
     pub connection_name: String,
     /// On shutdown, how long in-flight deliveries may take to be settled.
     pub drain: Duration,
@@ -61,16 +64,19 @@ pub struct Incoming {
 }
 
 /// Consumes the queue until `stop` turns true: connects, declares the topology, takes
-/// up to `prefetch` deliveries at once and settles each as `handle` decides. Reconnects
-/// with backoff. On stop, cancels the consumer and lets in-flight deliveries finish.
+/// up to `prefetch` deliveries at once, hands them to `handle` in batches of what has
+/// arrived (at most `batch`; a lone message is never held back waiting for company),
+/// and settles each as `handle` decides: one disposition per delivery, in order.
+/// Reconnects with backoff. On stop, cancels the consumer and lets in-flight
+/// deliveries finish.
 pub async fn consume<H, F>(
     config: ConsumerConfig,
     connected: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
     handle: H,
 ) where
-    H: Fn(Incoming) -> F + Send + Sync,
-    F: Future<Output = Disposition> + Send,
+    H: Fn(Vec<Incoming>) -> F + Send + Sync,
+    F: Future<Output = Vec<Disposition>> + Send,
 {
     let mut backoff = MIN_BACKOFF;
     while !*stop.borrow() {
@@ -99,8 +105,8 @@ async fn session<H, F>(
     backoff: &mut Duration,
 ) -> Result<(), lapin::Error>
 where
-    H: Fn(Incoming) -> F + Send + Sync,
-    F: Future<Output = Disposition> + Send,
+    H: Fn(Vec<Incoming>) -> F + Send + Sync,
+    F: Future<Output = Vec<Disposition>> + Send,
 {
     let connection = crate::connect(&config.url, &config.connection_name).await?;
     let channel = connection.create_channel().await?;
@@ -130,20 +136,40 @@ where
     info!(queue = %config.topology.queue, prefetch = config.prefetch, "consuming");
 
     let dead_letter_queue = config.topology.dead_letter_queue();
-    let work = consumer.for_each_concurrent(usize::from(config.prefetch), |delivery| async {
-        match delivery {
-            Ok(delivery) => {
-                let incoming = Incoming {
+    let batch = config.batch.max(1);
+    let concurrency = (usize::from(config.prefetch) / batch).max(1);
+    let work = consumer
+        .ready_chunks(batch)
+        .for_each_concurrent(concurrency, |deliveries| async {
+            let deliveries: Vec<Delivery> = deliveries
+                .into_iter()
+                .filter_map(|delivery| {
+                    delivery
+                        .map_err(|error| warn!(%error, "delivery failed"))
+                        .ok()
+                })
+                .collect();
+            if deliveries.is_empty() {
+                return;
+            }
+            let incoming = deliveries
+                .iter()
+                .map(|delivery| Incoming {
                     data: delivery.data.clone(),
                     redelivered: delivery.redelivered,
-                    delivery_count: delivery_count(&delivery),
-                };
-                let disposition = handle(incoming).await;
+                    delivery_count: delivery_count(delivery),
+                })
+                .collect();
+            let dispositions = handle(incoming).await;
+            debug_assert_eq!(
+                dispositions.len(),
+                deliveries.len(),
+                "one disposition per delivery"
+            );
+            for (delivery, disposition) in deliveries.into_iter().zip(dispositions) {
                 settle(&dead_letters, &dead_letter_queue, delivery, disposition).await;
             }
-            Err(error) => warn!(%error, "delivery failed"),
-        }
-    });
+        });
     tokio::pin!(work);
     tokio::select! {
         () = &mut work => return Ok(()),

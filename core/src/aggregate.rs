@@ -211,17 +211,18 @@ impl Aggregator {
         self.windows.values()
     }
 
-    /// Records the message's dedupe keys; false if any was already live.
+    /// Records the message's dedupe keys in order, stopping at the first one already
+    /// live (then it is a duplicate: false).
     fn remember(&mut self, message: &QueueMessage, now: DateTime<Utc>) -> bool {
-        let keys = dedupe_keys(message);
-        if keys
-            .iter()
-            .any(|key| self.seen.get(key).is_some_and(|expires| *expires > now))
-        {
-            return false;
-        }
         let expires = now + self.dedupe_ttl;
-        for key in keys {
+        for key in dedupe_keys(message) {
+            if self
+                .seen
+                .get(&key)
+                .is_some_and(|live_until| *live_until > now)
+            {
+                return false;
+            }
             self.seen.insert(key, expires);
         }
         true

@@ -32,6 +32,9 @@ pub struct Config {
     /// Unacknowledged messages in flight (the pipelining depth towards Redis).
     #[arg(long, env = "AMQP_PREFETCH", default_value_t = 256)]
     pub prefetch: u16,
+    /// Most messages applied in one script call (one Redis round trip).
+    #[arg(long, env = "APPLY_BATCH", default_value_t = 64)]
+    pub apply_batch: usize,
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: Secret,
     /// Every key and channel starts with this.

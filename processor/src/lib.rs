@@ -27,7 +27,7 @@ use alert_core::QueueMessage;
 use alert_redis::{Applied, Keys, Store, is_transient};
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use tokio::{net::TcpListener, sync::watch};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{debug, info, info_span, warn};
 
 pub use config::Config;
 use metrics::Metrics;
@@ -90,6 +90,7 @@ async fn work(config: Config, health: Arc<Health>, stop: watch::Receiver<bool>) 
         url: config.amqp_url.expose().to_owned(),
         topology: config.topology(),
         prefetch: config.prefetch,
+        batch: config.apply_batch,
         connection_name: format!("alert-processor {}", std::process::id()),
         drain: Duration::from_secs(config.shutdown_timeout_seconds),
     };
@@ -131,50 +132,106 @@ async fn connect_store(
     }
 }
 
-/// Applies one delivery and decides its fate.
+/// Applies a batch of deliveries (one script call) and decides the fate of each.
 async fn handle(
     store: &Store,
     health: &Health,
-    incoming: Incoming,
+    batch: Vec<Incoming>,
     requeue_delay: Duration,
-) -> Disposition {
+) -> Vec<Disposition> {
     let metrics = &health.metrics;
-    let message: QueueMessage = match serde_json::from_slice(&incoming.data) {
-        Ok(message) => message,
-        Err(error) => {
-            warn!(%error, "undecodable message; dead-lettering it");
-            metrics.messages.with_label_values(&["dead_lettered"]).inc();
-            return Disposition::DeadLetter(format!("undecodable message: {error}"));
-        }
-    };
-    let span = info_span!("message", alert_id = %message.id(), redelivered = incoming.redelivered);
-    async {
-        let started = Instant::now();
-        let result = store.apply(&message, None).await;
-        metrics
-            .script_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let disposition = disposition(&result);
-        match (&result, &disposition) {
-            (Ok(applied), _) => {
-                health.redis_ok.store(true, Ordering::SeqCst);
-                record(metrics, applied);
+    let mut dispositions = vec![Disposition::Ack; batch.len()];
+    let mut messages = Vec::with_capacity(batch.len());
+    let mut positions = Vec::with_capacity(batch.len());
+    for (position, incoming) in batch.iter().enumerate() {
+        match serde_json::from_slice::<QueueMessage>(&incoming.data) {
+            Ok(message) => {
+                messages.push(message);
+                positions.push(position);
             }
-            (Err(error), Disposition::Requeue) => {
-                health.redis_ok.store(false, Ordering::SeqCst);
-                warn!(%error, "Redis failed; requeueing");
-                metrics.messages.with_label_values(&["requeued"]).inc();
+            Err(error) => {
+                warn!(%error, "undecodable message; dead-lettering it");
+                metrics.messages.with_label_values(&["dead_lettered"]).inc();
+                dispositions[position] =
+                    Disposition::DeadLetter(format!("undecodable message: {error}"));
+            }
+        }
+    }
+    if messages.is_empty() {
+        return dispositions;
+    }
+    let started = Instant::now();
+    let result = store.apply_batch(&messages, None).await;
+    metrics
+        .script_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(applied) => {
+            health.redis_ok.store(true, Ordering::SeqCst);
+            for (message, applied) in messages.iter().zip(&applied) {
+                record(metrics, message, applied);
+            }
+        }
+        Err(error) if messages.len() > 1 && !is_transient(&error) => {
+            // One message broke the script: apply them one by one to find it. Those the
+            // failed call already applied are duplicates now, and change nothing.
+            warn!(%error, batch = messages.len(), "batch failed; applying one by one");
+            for (message, position) in messages.iter().zip(positions) {
+                dispositions[position] = apply_one(store, health, message, requeue_delay).await;
+            }
+        }
+        Err(error) => {
+            let disposition = disposition(&Err(error));
+            for (message, position) in messages.iter().zip(positions) {
+                settle_failure(health, message, &disposition);
+                dispositions[position] = disposition.clone();
+            }
+            if disposition == Disposition::Requeue {
                 tokio::time::sleep(requeue_delay).await;
             }
-            (Err(error), _) => {
-                warn!(%error, "the aggregation script rejected the message; dead-lettering it");
-                metrics.messages.with_label_values(&["dead_lettered"]).inc();
+        }
+    }
+    dispositions
+}
+
+async fn apply_one(
+    store: &Store,
+    health: &Health,
+    message: &QueueMessage,
+    requeue_delay: Duration,
+) -> Disposition {
+    let result = store.apply(message, None).await;
+    let disposition = disposition(&result);
+    match &result {
+        Ok(applied) => record(&health.metrics, message, applied),
+        Err(_) => {
+            settle_failure(health, message, &disposition);
+            if disposition == Disposition::Requeue {
+                tokio::time::sleep(requeue_delay).await;
             }
         }
-        disposition
     }
-    .instrument(span)
-    .await
+    disposition
+}
+
+fn settle_failure(health: &Health, message: &QueueMessage, disposition: &Disposition) {
+    let metrics = &health.metrics;
+    let _span = info_span!("message", alert_id = %message.id()).entered();
+    match disposition {
+        Disposition::Requeue => {
+            health.redis_ok.store(false, Ordering::SeqCst);
+            warn!("Redis failed; requeueing");
+            metrics.messages.with_label_values(&["requeued"]).inc();
+        }
+        Disposition::DeadLetter(reason) => {
+            warn!(
+                reason,
+                "the aggregation script rejected the message; dead-lettering it"
+            );
+            metrics.messages.with_label_values(&["dead_lettered"]).inc();
+        }
+        Disposition::Ack => {}
+    }
 }
 
 /// The ack policy, in one place: committed (or a duplicate) -> ack; Redis away or busy
@@ -189,9 +246,10 @@ fn disposition(result: &Result<Applied, fred::error::Error>) -> Disposition {
     }
 }
 
-fn record(metrics: &Metrics, applied: &Applied) {
+fn record(metrics: &Metrics, message: &QueueMessage, applied: &Applied) {
+    let alert_id = message.id();
     if applied.duplicate {
-        debug!("duplicate; nothing changed");
+        debug!(%alert_id, "duplicate; nothing changed");
         metrics.messages.with_label_values(&["duplicate"]).inc();
         return;
     }
@@ -199,14 +257,9 @@ fn record(metrics: &Metrics, applied: &Applied) {
     metrics.count_events(applied.opens, applied.updates, applied.closes);
     metrics.observe_close_lags(&applied.close_lags_ms);
     if applied.opens + applied.updates + applied.closes > 0 {
-        info!(
-            opens = applied.opens,
-            updates = applied.updates,
-            closes = applied.closes,
-            "alert applied"
-        );
+        info!(%alert_id, opens = applied.opens, updates = applied.updates, closes = applied.closes, "alert applied");
     } else {
-        debug!("alert merged without an event");
+        debug!(%alert_id, "alert merged without an event");
     }
 }
 

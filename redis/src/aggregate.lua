@@ -2,9 +2,10 @@
 -- semantics"). This mirrors alert-core's src/aggregate.rs rule for rule: change one,
 -- change the other. The processor's tests run both on the same random sequences.
 --
--- ARGV: 1 mode (alert | cancel | close), 2 key prefix, 3 now in ms ('' = Redis TIME,
+-- ARGV: 1 mode (batch | close), 2 key prefix, 3 now in ms ('' = Redis TIME,
 -- so that every processor agrees on the time), 4 epoch candidate, 5 event log MAXLEN,
--- 6 dedupe TTL ms, 7 history length, 8 payload (alert or cancel JSON; close: batch size).
+-- 6 dedupe TTL ms, 7 history length, 8 payload (batch: JSON array of alerts and
+-- cancels, each with a `kind`; close: how many windows at most).
 --
 -- Keys under the prefix: epoch, log (stream: the event log, entry id = offset),
 -- live (pub/sub channel: "<offset> <record>"), closing (zset location -> end ms, also
@@ -19,8 +20,11 @@ if not now then
 end
 local log_maxlen, ttl, history_len = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 
-redis.call('SET', P .. 'epoch', ARGV[4], 'NX')
 local epoch = redis.call('GET', P .. 'epoch')
+if not epoch then
+  redis.call('SET', P .. 'epoch', ARGV[4])
+  epoch = ARGV[4]
+end
 
 local counts = { open = 0, update = 0, close = 0 }
 local close_lags = {}
@@ -61,12 +65,11 @@ local function contains(list, value)
   return false
 end
 
--- Same UUID or idempotency key within the TTL: the message changes nothing.
+-- Same UUID or idempotency key within the TTL: the message changes nothing. Each key
+-- is remembered as it is checked, stopping at the first one already seen.
 local function seen_before(id, key)
-  if redis.call('EXISTS', P .. 'seen:id:' .. id) == 1 then return true end
-  if key and redis.call('EXISTS', P .. 'seen:key:' .. key) == 1 then return true end
-  redis.call('SET', P .. 'seen:id:' .. id, 1, 'PX', ttl)
-  if key then redis.call('SET', P .. 'seen:key:' .. key, 1, 'PX', ttl) end
+  if not redis.call('SET', P .. 'seen:id:' .. id, 1, 'PX', ttl, 'NX') then return true end
+  if key and not redis.call('SET', P .. 'seen:key:' .. key, 1, 'PX', ttl, 'NX') then return true end
   return false
 end
 
@@ -115,27 +118,27 @@ local function result(status)
   return { status, counts.open, counts.update, counts.close, close_lags }
 end
 
-if mode == 'alert' then
-  local alert = cjson.decode(ARGV[8])
-  if seen_before(alert.id, alert.key) then return result('duplicate') end
+local function apply_alert_message(alert)
+  if seen_before(alert.id, alert.key) then return 'duplicate' end
   for _, location in ipairs(alert.locations) do
     local change, window = apply(alert, location)
     local history = P .. 'h:' .. location
-    redis.call('LPUSH', history, cjson.encode({
+    local length = redis.call('LPUSH', history, cjson.encode({
       alertId = alert.id, type = alert.type, start = alert.start, ['end'] = alert['end'],
       processedAt = now, change = change,
     }))
-    redis.call('LTRIM', history, 0, history_len - 1)
+    if length > history_len then redis.call('LTRIM', history, 0, history_len - 1) end
     if alert.ref and change ~= 'expired' then
       local ref = P .. 'ref:' .. alert.ref
       redis.call('SADD', ref, location .. '\n' .. window.id)
       redis.call('PEXPIRE', ref, ttl)
     end
   end
-  return result('applied')
-elseif mode == 'cancel' then
-  local cancel = cjson.decode(ARGV[8])
-  if seen_before(cancel.id, cancel.key) then return result('duplicate') end
+  return 'applied'
+end
+
+local function apply_cancel(cancel)
+  if seen_before(cancel.id, cancel.key) then return 'duplicate' end
   local targets = {}
   for _, ref in ipairs(cancel.references) do
     for _, member in ipairs(redis.call('SMEMBERS', P .. 'ref:' .. ref)) do
@@ -156,7 +159,20 @@ elseif mode == 'cancel' then
       drop(window)
     end
   end
-  return result('applied')
+  return 'applied'
+end
+
+if mode == 'batch' then
+  -- Several queue messages, in order, one reply each: one round trip for many.
+  local replies = {}
+  for i, message in ipairs(cjson.decode(ARGV[8])) do
+    counts = { open = 0, update = 0, close = 0 }
+    close_lags = {}
+    local status
+    if message.kind == 'cancel' then status = apply_cancel(message) else status = apply_alert_message(message) end
+    replies[i] = result(status)
+  end
+  return replies
 elseif mode == 'close' then
   local due = redis.call('ZRANGEBYSCORE', P .. 'closing', '-inf', now, 'LIMIT', 0, tonumber(ARGV[8]))
   for _, location in ipairs(due) do

@@ -109,6 +109,41 @@ pub struct Store {
     script: Script,
     keys: Keys,
     settings: StoreSettings,
+    /// Becomes the epoch if this store is the first to write to the data set.
+    epoch_candidate: String,
+}
+
+/// A queue message as the script reads it: times in ms, absent fields omitted.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum ScriptMessage<'a> {
+    Alert(ScriptAlert<'a>),
+    Cancel(ScriptCancel<'a>),
+}
+
+impl<'a> From<&'a QueueMessage> for ScriptMessage<'a> {
+    fn from(message: &'a QueueMessage) -> Self {
+        match message {
+            QueueMessage::Alert(alert) => ScriptMessage::Alert(ScriptAlert {
+                id: alert.id,
+                key: alert.idempotency_key.as_deref(),
+                reference: alert.reference.as_deref(),
+                alert_type: &alert.alert_type,
+                start: alert.start.timestamp_millis(),
+                end: alert.end.timestamp_millis(),
+                locations: &alert.locations,
+                severity: alert.severity.as_deref(),
+                title: alert.title.as_deref(),
+                instructions: alert.instructions.as_deref(),
+            }),
+            QueueMessage::Cancel(cancel) => ScriptMessage::Cancel(ScriptCancel {
+                id: cancel.id,
+                key: cancel.idempotency_key.as_deref(),
+                references: &cancel.references,
+                locations: &cancel.locations,
+            }),
+        }
+    }
 }
 
 /// The alert as the script reads it (times in ms, absent fields omitted).
@@ -163,6 +198,7 @@ impl Store {
             script,
             keys,
             settings,
+            epoch_candidate: Uuid::new_v4().simple().to_string(),
         })
     }
 
@@ -185,42 +221,42 @@ impl Store {
         message: &QueueMessage,
         now: Option<DateTime<Utc>>,
     ) -> Result<Applied, Error> {
-        let (mode, payload) = match message {
-            QueueMessage::Alert(alert) => (
-                "alert",
-                serde_json::to_string(&ScriptAlert {
-                    id: alert.id,
-                    key: alert.idempotency_key.as_deref(),
-                    reference: alert.reference.as_deref(),
-                    alert_type: &alert.alert_type,
-                    start: alert.start.timestamp_millis(),
-                    end: alert.end.timestamp_millis(),
-                    locations: &alert.locations,
-                    severity: alert.severity.as_deref(),
-                    title: alert.title.as_deref(),
-                    instructions: alert.instructions.as_deref(),
-                }),
-            ),
-            QueueMessage::Cancel(cancel) => (
-                "cancel",
-                serde_json::to_string(&ScriptCancel {
-                    id: cancel.id,
-                    key: cancel.idempotency_key.as_deref(),
-                    references: &cancel.references,
-                    locations: &cancel.locations,
-                }),
-            ),
+        let mut applied = self.apply_batch(std::slice::from_ref(message), now).await?;
+        applied
+            .pop()
+            .ok_or_else(|| Error::new(ErrorKind::Parse, "empty script reply"))
+    }
+
+    /// Applies several queue messages in order, in one script call (one round trip),
+    /// each atomically as [`Store::apply`] would. If the script fails, messages before
+    /// the failing one may have been applied: retrying them is harmless (dedupe).
+    pub async fn apply_batch(
+        &self,
+        messages: &[QueueMessage],
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Applied>, Error> {
+        let payload: Vec<ScriptMessage> = messages.iter().map(ScriptMessage::from).collect();
+        let payload = serde_json::to_string(&payload).expect("script payloads always serialise");
+        let reply = self.run("batch", now, payload).await?;
+        let Value::Array(replies) = &reply else {
+            return Err(unexpected(&reply));
         };
-        let payload = payload.expect("script payloads always serialise");
-        let reply = self.run(mode, now, payload).await?;
-        let (status, opens, updates, closes, close_lags_ms) = counts(&reply)?;
-        Ok(Applied {
-            duplicate: status == "duplicate",
-            opens,
-            updates,
-            closes,
-            close_lags_ms,
-        })
+        if replies.len() != messages.len() {
+            return Err(unexpected(&reply));
+        }
+        replies
+            .iter()
+            .map(|reply| {
+                let (status, opens, updates, closes, close_lags_ms) = counts(reply)?;
+                Ok(Applied {
+                    duplicate: status == "duplicate",
+                    opens,
+                    updates,
+                    closes,
+                    close_lags_ms,
+                })
+            })
+            .collect()
     }
 
     /// Closes up to `limit` windows whose end has passed. Safe to run from every
@@ -261,7 +297,7 @@ impl Store {
             mode.to_owned(),
             self.keys.prefix.clone(),
             now,
-            Uuid::new_v4().simple().to_string(),
+            self.epoch_candidate.clone(),
             self.settings.log_max_len.to_string(),
             self.settings.dedupe_ttl.as_millis().to_string(),
             self.settings.history_len.to_string(),
