@@ -228,6 +228,7 @@ mod tests {
         RequestContext {
             now: "2026-11-22T10:00:05Z".parse().unwrap(),
             idempotency_key: None,
+            source: None,
         }
     }
 

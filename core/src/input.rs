@@ -80,6 +80,9 @@ pub struct RequestContext {
     pub now: DateTime<Utc>,
     /// The `Idempotency-Key` header.
     pub idempotency_key: Option<String>,
+    /// The source the request authenticated as: it replaces the body's `source`, so
+    /// one source's ids and keys never collide with another's.
+    pub source: Option<String>,
 }
 
 /// Namespace of the UUIDs derived from idempotency keys.
@@ -170,16 +173,21 @@ pub fn parse_json(
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
+            let namespace = request
+                .source
+                .as_deref()
+                .map(|source| format!("{source}:"))
+                .unwrap_or_default();
             let header_key = request.idempotency_key.as_deref().map(|key| {
                 if batch {
-                    format!("hdr:{key}#{index}")
+                    format!("hdr:{namespace}{key}#{index}")
                 } else {
-                    format!("hdr:{key}")
+                    format!("hdr:{namespace}{key}")
                 }
             });
             let parsed = AlertInput::deserialize(item)
                 .map_err(|e| InvalidInput::body(e.to_string()))
-                .and_then(|input| validate(input, header_key, request.now, limits));
+                .and_then(|input| validate(input, header_key, request, limits));
             parsed.map(QueueMessage::Alert).map_err(|e| {
                 if batch {
                     e.prefixed(&format!("[{index}]"))
@@ -194,9 +202,10 @@ pub fn parse_json(
 fn validate(
     input: AlertInput,
     header_key: Option<String>,
-    now: DateTime<Utc>,
+    request: &RequestContext,
     limits: &Limits,
 ) -> Result<Alert, InvalidInput> {
+    let now = request.now;
     let locations = validate_locations(input.location, input.locations, limits)?;
     let alert_type = required_text("type", input.alert_type, limits.max_type_chars)?;
     let timestamp = input
@@ -259,7 +268,10 @@ fn validate(
             ));
         }
     };
-    let source = optional_text("source", input.source, limits.max_type_chars)?;
+    let source = match &request.source {
+        Some(authenticated) => Some(authenticated.clone()),
+        None => optional_text("source", input.source, limits.max_type_chars)?,
+    };
     let source_id = optional_text(
         "id",
         input.id.map(SourceId::into_string),
@@ -392,6 +404,7 @@ mod tests {
         RequestContext {
             now: "2026-11-22T10:00:00Z".parse().unwrap(),
             idempotency_key: None,
+            source: None,
         }
     }
 
@@ -458,6 +471,26 @@ mod tests {
         let again = parse(body).unwrap();
         assert_eq!(first[0].idempotency_key.as_deref(), Some("src:6:sirens:42"));
         assert_eq!(first[0].id, again[0].id, "a retry gets the same UUID");
+    }
+
+    #[test]
+    fn authenticated_source_replaces_the_bodys_and_namespaces_keys() {
+        let mut body = valid();
+        body["id"] = json!("7");
+        body["source"] = json!("someone-else");
+        let request = RequestContext {
+            source: Some("sirens".into()),
+            ..request()
+        };
+        let alerts = parse_with(body, request.clone()).unwrap();
+        assert_eq!(alerts[0].source.as_deref(), Some("sirens"));
+        assert_eq!(alerts[0].idempotency_key.as_deref(), Some("src:6:sirens:7"));
+        let keyed = RequestContext {
+            idempotency_key: Some("k".into()),
+            ..request
+        };
+        let alerts = parse_with(valid(), keyed).unwrap();
+        assert_eq!(alerts[0].idempotency_key.as_deref(), Some("hdr:sirens:k"));
     }
 
     #[test]

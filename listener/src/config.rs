@@ -52,6 +52,14 @@ pub struct Config {
     /// Duration of a CAP alert that has no `expires`.
     #[arg(long, env = "CAP_DEFAULT_DURATION_SECONDS", default_value_t = 3_600)]
     pub cap_default_duration_seconds: i64,
+    /// Source API keys, `source=key` pairs separated by commas (keys of 16+ characters).
+    /// Empty: authentication and per-source rate limits are off.
+    #[arg(long, env = "API_KEYS", default_value = "", hide_default_value = true)]
+    pub api_keys: Secret,
+    /// Alerts per second each authenticated source may post (bursts up to twice that,
+    /// and at least one full batch).
+    #[arg(long, env = "SOURCE_RATE_LIMIT", default_value_t = 2000.0)]
+    pub source_rate_limit: f64,
     /// `Retry-After` sent with 503 while the broker is unreachable.
     #[arg(long, env = "RETRY_AFTER_SECONDS", default_value_t = 1)]
     pub retry_after_seconds: u32,

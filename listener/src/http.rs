@@ -21,6 +21,7 @@ use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::metrics::{InFlight, Metrics};
+use crate::sources::{Refusal, Sources};
 
 /// Everything a request handler needs; generic over where alerts are queued
 /// (RabbitMQ here, an in-process queue in standalone mode).
@@ -29,18 +30,35 @@ pub struct Ingest<Q> {
     limits: Limits,
     max_body_bytes: usize,
     retry_after_seconds: u32,
+    sources: Sources,
     metrics: Metrics,
 }
 
 impl<Q: AlertQueue> Ingest<Q> {
+    /// Ingest without source authentication (the standalone mode, tests).
     pub fn new(queue: Q, limits: Limits, max_body_bytes: usize, retry_after_seconds: u32) -> Self {
+        let sources =
+            Sources::new(&alert_core::Secret::new(""), 0.0, 0.0).expect("no keys is valid");
         Ingest {
             queue,
             limits,
             max_body_bytes,
             retry_after_seconds,
+            sources,
             metrics: Metrics::new(),
         }
+    }
+
+    /// Requires API keys (`source=key,...`) and limits each source to
+    /// `rate_per_second` alerts, with bursts of twice that or one full batch.
+    pub fn with_api_keys(
+        mut self,
+        api_keys: &alert_core::Secret,
+        rate_per_second: f64,
+    ) -> Result<Self, String> {
+        let burst = (rate_per_second * 2.0).max(self.limits.max_batch as f64);
+        self.sources = Sources::new(api_keys, rate_per_second, burst)?;
+        Ok(self)
     }
 
     pub fn queue(&self) -> &Q {
@@ -91,6 +109,12 @@ pub enum IngestError {
     /// The client went away or sent a broken body: 400.
     #[error("cannot read the request body: {0}")]
     BodyUnreadable(String),
+    /// Missing or unknown API key: 401; the source must present its key.
+    #[error("a valid API key is required (Authorization: Bearer <key> or X-Api-Key)")]
+    Unauthenticated,
+    /// The source posts faster than its limit: 429; retry after the given seconds.
+    #[error("over this source's rate limit; retry in {0} s")]
+    RateLimited(u64),
     /// Not durably queued: 503 with `Retry-After`; the source retries.
     #[error(transparent)]
     Queue(#[from] QueueError),
@@ -102,6 +126,8 @@ impl IngestError {
             IngestError::Invalid(_) | IngestError::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
             IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            IngestError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             IngestError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -165,7 +191,9 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, IngestError> {
         (status = 202, description = "Durably queued", body = Accepted),
         (status = 400, description = "Invalid input; `field` names the problem", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 401, description = "API keys are required and this one is missing or unknown", body = ErrorBody),
         (status = 415, description = "Unknown content type", body = ErrorBody),
+        (status = 429, description = "Over the source's rate limit; retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "Broker unreachable; retry after `Retry-After` seconds", body = ErrorBody),
     )
 )]
@@ -183,13 +211,22 @@ async fn post_alerts<Q: AlertQueue>(
             if let IngestError::Queue(cause) = &error {
                 warn!(error = %cause, "alerts not queued; answering 503");
             }
-            let retry = matches!(error, IngestError::Queue(_));
+            let retry_after = match &error {
+                IngestError::Queue(_) => Some(u64::from(ingest.retry_after_seconds)),
+                IngestError::RateLimited(seconds) => Some(*seconds),
+                _ => None,
+            };
+            let unauthenticated = matches!(error, IngestError::Unauthenticated);
             let mut response = error.into_response();
-            if retry {
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(ingest.retry_after_seconds),
-                );
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            if unauthenticated {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             response
         }
@@ -207,6 +244,10 @@ async fn accept<Q: AlertQueue>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Vec<Uuid>, IngestError> {
+    let source = ingest
+        .sources
+        .authenticate(headers)
+        .map_err(IngestError::from)?;
     let kind = body_kind(headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -229,6 +270,7 @@ async fn accept<Q: AlertQueue>(
             .get("idempotency-key")
             .and_then(|v| v.to_str().ok())
             .map(|k| k.trim().to_owned()),
+        source: source.clone(),
     };
     if request
         .idempotency_key
@@ -245,6 +287,9 @@ async fn accept<Q: AlertQueue>(
         BodyKind::Json => parse_json(&bytes, &request, &ingest.limits)?,
         BodyKind::Cap => parse_cap(&bytes, &request, &ingest.limits)?,
     };
+    if let Some(source) = &source {
+        ingest.sources.admit(source, messages.len())?;
+    }
     let started = Instant::now();
     ingest.queue.publish(&messages).await?;
     ingest
@@ -268,6 +313,17 @@ fn log_queued(message: &QueueMessage) {
         ),
         QueueMessage::Cancel(cancel) => {
             info!(alert_id = %cancel.id, references = cancel.references.len(), "cancel queued")
+        }
+    }
+}
+
+impl From<Refusal> for IngestError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unauthenticated => IngestError::Unauthenticated,
+            Refusal::RateLimited(wait) => {
+                IngestError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
+            }
         }
     }
 }

@@ -13,6 +13,7 @@
 mod config;
 pub mod http;
 mod metrics;
+mod sources;
 
 use std::{future::Future, sync::Arc};
 
@@ -37,12 +38,21 @@ pub async fn run(
         confirm_timeout: config.confirm_timeout(),
         connection_name: format!("alert-listener {}", std::process::id()),
     });
-    let ingest = Arc::new(Ingest::new(
+    let ingest = Ingest::new(
         publisher.clone(),
         config.limits(),
         config.max_body_bytes,
         config.retry_after_seconds,
-    ));
+    )
+    .with_api_keys(&config.api_keys, config.source_rate_limit);
+    let ingest = match ingest {
+        Ok(ingest) => ingest,
+        Err(error) => {
+            publisher.close().await;
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, error));
+        }
+    };
+    let ingest = Arc::new(ingest);
     tracing::info!(addr = %listener.local_addr()?, queue = %config.queue, "listener serving");
     let served = alert_core::shutdown::serve(
         listener,

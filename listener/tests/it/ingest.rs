@@ -199,3 +199,68 @@ async fn metrics_count_requests_by_status() {
     assert!(text.contains("alerts_listener_queue_ready 1"), "{text}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn api_keys_authenticate_sources_and_rate_limit_them() {
+    let mut config =
+        crate::helpers::config(&crate::helpers::unique("auth"), crate::helpers::AMQP_URL);
+    config.api_keys = alert_core::Secret::new("sirens=sirens-key-0123456789");
+    config.source_rate_limit = 5.0;
+    config.max_batch = 10;
+    let app = TestApp::spawn(config).await;
+    app.wait_ready().await;
+    let post = |key: Option<&'static str>, body: serde_json::Value| {
+        let mut request = app
+            .http
+            .post(app.url("/api/alerts"))
+            .header("content-type", "application/json");
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        request.body(body.to_string()).send()
+    };
+    let missing = post(None, alert("A")).await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        post(Some("not-a-key"), alert("A")).await.unwrap().status(),
+        401
+    );
+
+    let mut body = alert("A");
+    body["source"] = json!("pretender");
+    body["id"] = json!("1");
+    let accepted = ids(post(Some("sirens-key-0123456789"), body).await.unwrap()).await;
+    let batch: Vec<_> = (0..9).map(|i| alert(&format!("B{i}"))).collect();
+    ids(post(Some("sirens-key-0123456789"), json!(batch))
+        .await
+        .unwrap())
+    .await;
+    // The burst (one full batch of 10) is spent: the next alert waits.
+    let limited = post(Some("sirens-key-0123456789"), alert("C"))
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(
+        limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+
+    let queued = take_all(&app.queue).await;
+    assert_eq!(queued.len(), 10, "nothing from refused requests");
+    let QueueMessage::Alert(first) = &queued[0].1 else {
+        panic!("not an alert")
+    };
+    assert_eq!(first.id, accepted[0]);
+    assert_eq!(
+        first.source.as_deref(),
+        Some("sirens"),
+        "the key names the source, not the body"
+    );
+    assert_eq!(first.idempotency_key.as_deref(), Some("src:6:sirens:1"));
+    app.stop().await;
+}
