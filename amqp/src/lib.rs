@@ -16,7 +16,7 @@ mod topology;
 
 pub use consumer::{ConsumerConfig, Disposition, ERROR_HEADER, Incoming, consume};
 pub use publisher::{Publisher, PublisherConfig};
-pub use topology::{QueueKind, Topology};
+pub use topology::{AmqpArgs, QueueKind, Topology};
 
 use lapin::{Connection, ConnectionProperties, uri::AMQPUri};
 

@@ -91,3 +91,35 @@ impl Topology {
 fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(value.into())
 }
+
+/// The RabbitMQ settings every service that touches the raw queue takes, flattened into
+/// its `Config` so each flag and variable is defined once.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AmqpArgs {
+    /// RabbitMQ URL; `?heartbeat=N` is honoured (default 10 s).
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: alert_core::Secret,
+    /// Raw alert queue; dead letters go to `<queue>.dead`.
+    #[arg(long, env = "AMQP_QUEUE", default_value = "alerts.raw")]
+    pub queue: String,
+    /// `quorum` (replicated, the default) or `classic`; the same for every service.
+    #[arg(long, env = "AMQP_QUEUE_TYPE", default_value = "quorum")]
+    pub queue_type: QueueKind,
+    /// Deliveries of a message before it is dead-lettered; the same for every service.
+    #[arg(long, env = "AMQP_DELIVERY_LIMIT", default_value_t = 5)]
+    pub delivery_limit: u32,
+}
+
+impl AmqpArgs {
+    pub fn topology(&self) -> Topology {
+        Topology {
+            queue: self.queue.clone(),
+            kind: self.queue_type,
+            delivery_limit: self.delivery_limit,
+        }
+    }
+}

@@ -1,6 +1,6 @@
 use std::{net::SocketAddr, time::Duration};
 
-use alert_amqp::{QueueKind, Topology};
+use alert_amqp::AmqpArgs;
 use alert_core::{Limits, Secret, telemetry::LogFormat};
 use chrono::TimeDelta;
 
@@ -15,22 +15,8 @@ pub struct Config {
     /// Address for the ingest API, health and metrics.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:4000")]
     pub listen: SocketAddr,
-    /// RabbitMQ URL; `?heartbeat=N` is honoured (default 10 s).
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: Secret,
-    /// Raw alert queue; dead letters go to `<queue>.dead`.
-    #[arg(long, env = "AMQP_QUEUE", default_value = "alerts.raw")]
-    pub queue: String,
-    /// `quorum` (replicated, the default) or `classic`.
-    #[arg(long, env = "AMQP_QUEUE_TYPE", default_value = "quorum")]
-    pub queue_type: QueueKind,
-    /// Deliveries of a message before it is dead-lettered.
-    #[arg(long, env = "AMQP_DELIVERY_LIMIT", default_value_t = 5)]
-    pub delivery_limit: u32,
+    #[command(flatten)]
+    pub amqp: AmqpArgs,
     /// Publisher channels on the one connection (publishes are pipelined on each).
     #[arg(long, env = "AMQP_CHANNELS", default_value_t = 4)]
     pub amqp_channels: usize,
@@ -84,14 +70,6 @@ impl Config {
             max_duration: TimeDelta::seconds(self.max_duration_seconds),
             cap_default_duration: TimeDelta::seconds(self.cap_default_duration_seconds),
             ..Limits::default()
-        }
-    }
-
-    pub fn topology(&self) -> Topology {
-        Topology {
-            queue: self.queue.clone(),
-            kind: self.queue_type,
-            delivery_limit: self.delivery_limit,
         }
     }
 

@@ -32,8 +32,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let publisher = Publisher::start(PublisherConfig {
-        url: config.amqp_url.expose().to_owned(),
-        topology: config.topology(),
+        url: config.amqp.amqp_url.expose().to_owned(),
+        topology: config.amqp.topology(),
         channels: config.amqp_channels,
         confirm_timeout: config.confirm_timeout(),
         connection_name: format!("alert-listener {}", std::process::id()),
@@ -53,7 +53,7 @@ pub async fn run(
         }
     };
     let ingest = Arc::new(ingest);
-    tracing::info!(addr = %listener.local_addr()?, queue = %config.queue, "listener serving");
+    tracing::info!(addr = %listener.local_addr()?, queue = %config.amqp.queue, "listener serving");
     let served = alert_core::shutdown::serve(
         listener,
         router(ingest),

@@ -1,8 +1,8 @@
 use std::{net::SocketAddr, time::Duration};
 
-use alert_amqp::{QueueKind, Topology};
-use alert_core::{Secret, telemetry::LogFormat};
-use alert_redis::StoreSettings;
+use alert_amqp::AmqpArgs;
+use alert_core::telemetry::LogFormat;
+use alert_redis::{RedisArgs, StoreSettings};
 
 /// Processor settings: every flag has an environment variable, for Helm.
 #[derive(Debug, Clone, clap::Parser)]
@@ -15,31 +15,16 @@ pub struct Config {
     /// Address for health and metrics.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:4001")]
     pub listen: SocketAddr,
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: Secret,
-    #[arg(long, env = "AMQP_QUEUE", default_value = "alerts.raw")]
-    pub queue: String,
-    /// `quorum` or `classic`; must match the listener's.
-    #[arg(long, env = "AMQP_QUEUE_TYPE", default_value = "quorum")]
-    pub queue_type: QueueKind,
-    /// Deliveries of a message before RabbitMQ dead-letters it; must match the listener's.
-    #[arg(long, env = "AMQP_DELIVERY_LIMIT", default_value_t = 5)]
-    pub delivery_limit: u32,
+    #[command(flatten)]
+    pub amqp: AmqpArgs,
     /// Unacknowledged messages in flight (the pipelining depth towards Redis).
     #[arg(long, env = "AMQP_PREFETCH", default_value_t = 256)]
     pub prefetch: u16,
     /// Most messages applied in one script call (one Redis round trip).
     #[arg(long, env = "APPLY_BATCH", default_value_t = 64)]
     pub apply_batch: usize,
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: Secret,
-    /// Every key and channel starts with this.
-    #[arg(long, env = "REDIS_PREFIX", default_value = "alerts:")]
-    pub redis_prefix: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// How long a UUID or idempotency key is remembered for dedupe.
     #[arg(long, env = "DEDUPE_TTL_SECONDS", default_value_t = 86_400)]
     pub dedupe_ttl_seconds: u64,
@@ -67,14 +52,6 @@ impl Config {
     /// The defaults, as `alert-processor` with no flags and no environment would use.
     pub fn defaults() -> Self {
         <Config as clap::Parser>::parse_from(["alert-processor"])
-    }
-
-    pub fn topology(&self) -> Topology {
-        Topology {
-            queue: self.queue.clone(),
-            kind: self.queue_type,
-            delivery_limit: self.delivery_limit,
-        }
     }
 
     pub fn store_settings(&self) -> StoreSettings {

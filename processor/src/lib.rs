@@ -24,7 +24,7 @@ use std::{
 
 use alert_amqp::{ConsumerConfig, Disposition, Incoming};
 use alert_core::QueueMessage;
-use alert_redis::{Applied, Keys, Store, is_transient};
+use alert_redis::{Applied, Store, is_transient};
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{debug, info, info_span, warn};
@@ -87,8 +87,8 @@ async fn work(config: Config, health: Arc<Health>, stop: watch::Receiver<bool>) 
         Duration::from_millis(config.close_poll_ms),
     ));
     let consumer = ConsumerConfig {
-        url: config.amqp_url.expose().to_owned(),
-        topology: config.topology(),
+        url: config.amqp.amqp_url.expose().to_owned(),
+        topology: config.amqp.topology(),
         prefetch: config.prefetch,
         batch: config.apply_batch,
         connection_name: format!("alert-processor {}", std::process::id()),
@@ -113,11 +113,17 @@ async fn connect_store(
 ) -> Option<Store> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let keys = Keys::new(config.redis_prefix.clone());
-        match Store::connect(config.redis_url.expose(), keys, config.store_settings()).await {
+        let keys = config.redis.keys();
+        match Store::connect(
+            config.redis.redis_url.expose(),
+            keys,
+            config.store_settings(),
+        )
+        .await
+        {
             Ok(store) => {
                 health.redis_ok.store(true, Ordering::SeqCst);
-                info!(prefix = %config.redis_prefix, "connected to Redis");
+                info!(prefix = %config.redis.redis_prefix, "connected to Redis");
                 return Some(store);
             }
             Err(error) => {

@@ -13,7 +13,7 @@ mod record;
 mod store;
 
 pub use record::{HistoryEntry, LogRecord, StoredWindow, parse_live_message};
-pub use store::{Applied, Closed, Keys, Store, StoreSettings};
+pub use store::{Applied, Closed, Keys, RedisArgs, Store, StoreSettings};
 
 /// Whether a Redis error may go away by itself (connection, timeout, server busy or
 /// loading), as opposed to a fault in the message or the script.

@@ -439,3 +439,21 @@ fn unexpected(reply: &Value) -> Error {
         format!("unexpected script reply: {reply:?}"),
     )
 }
+
+/// The Redis settings every service that reads or writes the state takes, flattened
+/// into its `Config` so each flag and variable is defined once.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisArgs {
+    /// Redis URL (`redis://[:password@]host:port[/db]`).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: alert_core::Secret,
+    /// Every key and channel starts with this.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "alerts:")]
+    pub redis_prefix: String,
+}
+
+impl RedisArgs {
+    pub fn keys(&self) -> Keys {
+        Keys::new(self.redis_prefix.clone())
+    }
+}

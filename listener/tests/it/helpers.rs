@@ -22,8 +22,8 @@ pub(crate) fn proxied_url(proxy: &Proxy) -> String {
 pub(crate) fn config(queue: &str, amqp_url: &str) -> Config {
     let mut config = Config::defaults();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.queue = queue.to_owned();
-    config.amqp_url = Secret::new(amqp_url);
+    config.amqp.queue = queue.to_owned();
+    config.amqp.amqp_url = Secret::new(amqp_url);
     config.shutdown_timeout_seconds = 5;
     config.confirm_timeout_ms = 2_000;
     config
@@ -40,7 +40,7 @@ pub(crate) struct TestApp {
 
 impl TestApp {
     pub(crate) async fn spawn(config: Config) -> TestApp {
-        let queue = config.queue.clone();
+        let queue = config.amqp.queue.clone();
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

@@ -93,9 +93,9 @@ pub(crate) fn topology(queue: &str) -> Topology {
 pub(crate) fn config(queue: &str, prefix: &str, redis_url: &str) -> Config {
     let mut config = Config::defaults();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.queue = queue.into();
-    config.redis_prefix = prefix.into();
-    config.redis_url = Secret::new(redis_url);
+    config.amqp.queue = queue.into();
+    config.redis.redis_prefix = prefix.into();
+    config.redis.redis_url = Secret::new(redis_url);
     config.close_poll_ms = 50;
     config.requeue_delay_ms = 100;
     config.shutdown_timeout_seconds = 5;
