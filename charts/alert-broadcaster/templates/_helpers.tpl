@@ -143,6 +143,7 @@ REDIS_PREFIX: {{ $v.config.redisPrefix | quote }}
 {{- if eq .component "listener" }}
 MAX_BODY_BYTES: {{ $c.maxBodyBytes | int64 | toString | quote }}
 MAX_BATCH: {{ $c.maxBatch | int64 | toString | quote }}
+SOURCE_RATE_LIMIT: {{ $c.sourceRateLimit | toString | quote }}
 {{- end }}
 {{- range $k, $val := $c.extraEnv }}
 {{ $k }}: {{ $val | toString | quote }}
