@@ -37,9 +37,10 @@ pub struct Config {
     /// Longest pause of the closer between runs (bounds the close lag).
     #[arg(long, env = "CLOSE_POLL_MS", default_value_t = 100)]
     pub close_poll_ms: u64,
-    /// Pause before requeueing a message that failed for a transient reason.
-    #[arg(long, env = "REQUEUE_DELAY_MS", default_value_t = 500)]
-    pub requeue_delay_ms: u64,
+    /// While Redis is away, messages are held and retried in place (an outage must not
+    /// burn their delivery limit): the first pause, doubling up to 5 s.
+    #[arg(long, env = "RETRY_DELAY_MS", default_value_t = 200)]
+    pub retry_delay_ms: u64,
     /// On SIGTERM, how long in-flight messages may take to be finished and acked.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
     pub shutdown_timeout_seconds: u64,

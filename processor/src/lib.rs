@@ -27,7 +27,7 @@ use alert_core::QueueMessage;
 use alert_redis::{Applied, Store, is_transient};
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use tokio::{net::TcpListener, sync::watch};
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info, warn};
 
 pub use config::Config;
 use metrics::Metrics;
@@ -94,13 +94,15 @@ async fn work(config: Config, health: Arc<Health>, stop: watch::Receiver<bool>) 
         connection_name: format!("alert-processor {}", std::process::id()),
         drain: Duration::from_secs(config.shutdown_timeout_seconds),
     };
-    let requeue_delay = Duration::from_millis(config.requeue_delay_ms);
-    alert_amqp::consume(
-        consumer,
-        health.consumer_connected.clone(),
-        stop,
-        |incoming| handle(&store, &health, incoming, requeue_delay),
-    )
+    let handler = Handler {
+        store,
+        health: health.clone(),
+        retry_delay: Duration::from_millis(config.retry_delay_ms),
+        stop: stop.clone(),
+    };
+    alert_amqp::consume(consumer, health.consumer_connected.clone(), stop, |batch| {
+        handler.handle(batch)
+    })
     .await;
     let _ = closer.await;
 }
@@ -138,117 +140,140 @@ async fn connect_store(
     }
 }
 
-/// Applies a batch of deliveries (one script call) and decides the fate of each.
-async fn handle(
-    store: &Store,
-    health: &Health,
-    batch: Vec<Incoming>,
-    requeue_delay: Duration,
-) -> Vec<Disposition> {
-    let metrics = &health.metrics;
-    let mut dispositions = vec![Disposition::Ack; batch.len()];
-    let mut messages = Vec::with_capacity(batch.len());
-    let mut positions = Vec::with_capacity(batch.len());
-    for (position, incoming) in batch.iter().enumerate() {
-        match serde_json::from_slice::<QueueMessage>(&incoming.data) {
-            Ok(message) => {
-                messages.push(message);
-                positions.push(position);
-            }
-            Err(error) => {
-                warn!(%error, "undecodable message; dead-lettering it");
-                metrics.messages.with_label_values(&["dead_lettered"]).inc();
-                dispositions[position] =
-                    Disposition::DeadLetter(format!("undecodable message: {error}"));
-            }
-        }
-    }
-    if messages.is_empty() {
-        return dispositions;
-    }
-    let started = Instant::now();
-    let result = store.apply_batch(&messages, None).await;
-    metrics
-        .script_seconds
-        .observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(applied) => {
-            health.redis_ok.store(true, Ordering::SeqCst);
-            for (message, applied) in messages.iter().zip(&applied) {
-                record(metrics, message, applied);
-            }
-        }
-        Err(error) if messages.len() > 1 && !is_transient(&error) => {
-            // One message broke the script: apply them one by one to find it. Those the
-            // failed call already applied are duplicates now, and change nothing.
-            warn!(%error, batch = messages.len(), "batch failed; applying one by one");
-            for (message, position) in messages.iter().zip(positions) {
-                dispositions[position] = apply_one(store, health, message, requeue_delay).await;
-            }
-        }
-        Err(error) => {
-            let disposition = disposition(&Err(error));
-            for (message, position) in messages.iter().zip(positions) {
-                settle_failure(health, message, &disposition);
-                dispositions[position] = disposition.clone();
-            }
-            if disposition == Disposition::Requeue {
-                tokio::time::sleep(requeue_delay).await;
-            }
-        }
-    }
-    dispositions
+/// What the handler needs, shared by every batch.
+struct Handler {
+    store: Store,
+    health: Arc<Health>,
+    /// First pause before retrying while Redis is away; doubles up to 5 s.
+    retry_delay: Duration,
+    stop: watch::Receiver<bool>,
 }
 
-async fn apply_one(
-    store: &Store,
-    health: &Health,
-    message: &QueueMessage,
-    requeue_delay: Duration,
-) -> Disposition {
-    let result = store.apply(message, None).await;
-    let disposition = disposition(&result);
-    match &result {
-        Ok(applied) => record(&health.metrics, message, applied),
-        Err(_) => {
-            settle_failure(health, message, &disposition);
-            if disposition == Disposition::Requeue {
-                tokio::time::sleep(requeue_delay).await;
-            }
-        }
-    }
-    disposition
+/// Why a batch was not applied.
+enum Failure {
+    /// The processor is stopping while Redis is away: requeue for another processor.
+    Stopping,
+    /// The script refused it: retrying cannot help.
+    Rejected(fred::error::Error),
 }
 
-fn settle_failure(health: &Health, message: &QueueMessage, disposition: &Disposition) {
-    let metrics = &health.metrics;
-    let _span = info_span!("message", alert_id = %message.id()).entered();
-    match disposition {
-        Disposition::Requeue => {
-            health.redis_ok.store(false, Ordering::SeqCst);
-            warn!("Redis failed; requeueing");
-            metrics.messages.with_label_values(&["requeued"]).inc();
-        }
-        Disposition::DeadLetter(reason) => {
-            warn!(
-                reason,
-                "the aggregation script rejected the message; dead-lettering it"
-            );
-            metrics.messages.with_label_values(&["dead_lettered"]).inc();
-        }
-        Disposition::Ack => {}
-    }
-}
-
-/// The ack policy, in one place: committed (or a duplicate) -> ack; Redis away or busy
-/// -> requeue; anything else can never succeed -> dead-letter with the reason.
-fn disposition(result: &Result<Applied, fred::error::Error>) -> Disposition {
+/// The ack policy, in one place. Applied (or a duplicate): ack. Redis away or busy: not
+/// the message's fault, so it is held and retried in place until Redis answers (an
+/// outage must not burn its delivery limit), and requeued only if the processor stops
+/// meanwhile. Undecodable or refused by the script: dead-letter with the reason.
+fn disposition(result: &Result<Vec<Applied>, Failure>) -> Disposition {
     match result {
         Ok(_) => Disposition::Ack,
-        Err(error) if is_transient(error) => Disposition::Requeue,
-        Err(error) => {
+        Err(Failure::Stopping) => Disposition::Requeue,
+        Err(Failure::Rejected(error)) => {
             Disposition::DeadLetter(format!("rejected by the aggregation script: {error}"))
         }
+    }
+}
+
+impl Handler {
+    /// Applies a batch of deliveries (one script call) and decides the fate of each.
+    async fn handle(&self, batch: Vec<Incoming>) -> Vec<Disposition> {
+        let metrics = &self.health.metrics;
+        let mut dispositions = vec![Disposition::Ack; batch.len()];
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut positions = Vec::with_capacity(batch.len());
+        for (position, incoming) in batch.iter().enumerate() {
+            match serde_json::from_slice::<QueueMessage>(&incoming.data) {
+                Ok(message) => {
+                    messages.push(message);
+                    positions.push(position);
+                }
+                Err(error) => {
+                    warn!(%error, "undecodable message; dead-lettering it");
+                    metrics.messages.with_label_values(&["dead_lettered"]).inc();
+                    dispositions[position] =
+                        Disposition::DeadLetter(format!("undecodable message: {error}"));
+                }
+            }
+        }
+        if messages.is_empty() {
+            return dispositions;
+        }
+        let result = self.apply(&messages).await;
+        if let Err(Failure::Rejected(error)) = &result
+            && messages.len() > 1
+        {
+            // One message broke the script: apply them one by one to find it. Those the
+            // failed call already applied are duplicates now, and change nothing.
+            warn!(%error, batch = messages.len(), "batch rejected; applying one by one");
+            for (message, position) in messages.iter().zip(positions) {
+                let single = self.apply(std::slice::from_ref(message)).await;
+                dispositions[position] = self.settle(std::slice::from_ref(message), &single);
+            }
+            return dispositions;
+        }
+        let disposition = self.settle(&messages, &result);
+        for position in positions {
+            dispositions[position] = disposition.clone();
+        }
+        dispositions
+    }
+
+    /// Runs the script, retrying in place while Redis is away.
+    async fn apply(&self, messages: &[QueueMessage]) -> Result<Vec<Applied>, Failure> {
+        let metrics = &self.health.metrics;
+        let mut delay = self.retry_delay;
+        let mut stop = self.stop.clone();
+        loop {
+            let started = Instant::now();
+            let result = self.store.apply_batch(messages, None).await;
+            metrics
+                .script_seconds
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(applied) => {
+                    self.health.redis_ok.store(true, Ordering::SeqCst);
+                    return Ok(applied);
+                }
+                Err(error) if is_transient(&error) => {
+                    self.health.redis_ok.store(false, Ordering::SeqCst);
+                    metrics.redis_retries.inc();
+                    warn!(%error, batch = messages.len(), retry_in_ms = delay.as_millis() as u64, "Redis unavailable; holding the messages");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.wait_for(|stopped| *stopped) => return Err(Failure::Stopping),
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(Failure::Rejected(error)),
+            }
+        }
+    }
+
+    /// Records the outcome of `messages` and returns their disposition.
+    fn settle(
+        &self,
+        messages: &[QueueMessage],
+        result: &Result<Vec<Applied>, Failure>,
+    ) -> Disposition {
+        let metrics = &self.health.metrics;
+        match result {
+            Ok(applied) => {
+                for (message, applied) in messages.iter().zip(applied) {
+                    record(metrics, message, applied);
+                }
+            }
+            Err(failure) => {
+                let outcome = match failure {
+                    Failure::Stopping => "requeued",
+                    Failure::Rejected(_) => "dead_lettered",
+                };
+                for message in messages {
+                    warn!(alert_id = %message.id(), outcome, "message not applied");
+                }
+                metrics
+                    .messages
+                    .with_label_values(&[outcome])
+                    .inc_by(messages.len() as u64);
+            }
+        }
+        disposition(result)
     }
 }
 
@@ -357,14 +382,25 @@ mod tests {
 
     #[test]
     fn ack_policy() {
-        assert_eq!(disposition(&Ok(Applied::default())), Disposition::Ack);
-        let io = Error::new(ErrorKind::IO, "connection reset");
-        assert_eq!(disposition(&Err(io)), Disposition::Requeue);
-        let busy = Error::new(ErrorKind::Unknown, "BUSY Redis is busy running a script");
-        assert_eq!(disposition(&Err(busy)), Disposition::Requeue);
+        assert_eq!(disposition(&Ok(vec![Applied::default()])), Disposition::Ack);
+        assert_eq!(disposition(&Err(Failure::Stopping)), Disposition::Requeue);
         let bug = Error::new(ErrorKind::Unknown, "ERR user_script:1: bad argument");
-        assert!(
-            matches!(disposition(&Err(bug)), Disposition::DeadLetter(reason) if reason.contains("bad argument"))
-        );
+        assert!(matches!(
+            disposition(&Err(Failure::Rejected(bug))),
+            Disposition::DeadLetter(reason) if reason.contains("bad argument")
+        ));
+    }
+
+    #[test]
+    fn redis_away_or_busy_is_transient_a_script_error_is_not() {
+        assert!(is_transient(&Error::new(ErrorKind::IO, "connection reset")));
+        assert!(is_transient(&Error::new(
+            ErrorKind::Unknown,
+            "BUSY Redis is busy running a script"
+        )));
+        assert!(!is_transient(&Error::new(
+            ErrorKind::Unknown,
+            "ERR user_script:1: bad argument"
+        )));
     }
 }

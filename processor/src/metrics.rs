@@ -1,4 +1,4 @@
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 const SECONDS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -13,6 +13,7 @@ pub(crate) struct Metrics {
     pub(crate) events: IntCounterVec,
     pub(crate) close_lag_seconds: Histogram,
     pub(crate) script_seconds: Histogram,
+    pub(crate) redis_retries: IntCounter,
     pub(crate) consumer_connected: IntGauge,
     pub(crate) redis_connected: IntGauge,
 }
@@ -49,6 +50,11 @@ impl Metrics {
             .buckets(SECONDS.to_vec()),
         )
         .expect("valid metric");
+        let redis_retries = IntCounter::new(
+            "alerts_processor_redis_retries_total",
+            "Script calls retried because Redis was unavailable",
+        )
+        .expect("valid metric");
         let consumer_connected = IntGauge::new(
             "alerts_processor_consumer_connected",
             "1 while consuming from RabbitMQ",
@@ -62,6 +68,7 @@ impl Metrics {
             Box::new(events.clone()),
             Box::new(close_lag_seconds.clone()),
             Box::new(script_seconds.clone()),
+            Box::new(redis_retries.clone()),
             Box::new(consumer_connected.clone()),
             Box::new(redis_connected.clone()),
         ] {
@@ -73,6 +80,7 @@ impl Metrics {
             events,
             close_lag_seconds,
             script_seconds,
+            redis_retries,
             consumer_connected,
             redis_connected,
         }
