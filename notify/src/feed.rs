@@ -66,6 +66,12 @@ pub(crate) async fn run(
     loop {
         if check {
             check = false;
+            // Take the live messages already here first, so an event merely in
+            // flight is not counted as a gap (it would be harmless: dropped as a
+            // duplicate, but the gap metrics would lie).
+            while !suspect && let Ok(message) = messages.try_recv() {
+                live(&hub, &message);
+            }
             suspect = !catch_up(&hub).await;
             hub.set_feed_up(!suspect && subscriber.is_connected());
         }

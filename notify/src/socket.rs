@@ -59,6 +59,9 @@ pub(crate) fn clean_locations(
         if location.is_empty() {
             return Err("a location must not be empty".into());
         }
+        if location.chars().any(char::is_control) {
+            return Err("a location must not contain control characters".into());
+        }
         if location.chars().count() > MAX_LOCATION_CHARS {
             return Err(format!(
                 "a location is at most {MAX_LOCATION_CHARS} characters"
@@ -238,4 +241,28 @@ async fn subscribe(
         missed: Some(replay.missed),
         recovered: Some(replay.recovered),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn locations_are_trimmed_deduped_and_bounded() {
+        let clean = clean_locations(&strings(&[" Haifa ", "Haifa", "Eilat"]), 2).unwrap();
+        assert_eq!(clean.into_iter().collect::<Vec<_>>(), ["Eilat", "Haifa"]);
+        assert!(clean_locations(&strings(&["A", "B", "C"]), 2).is_err());
+        assert!(clean_locations(&strings(&["  "]), 2).is_err());
+        assert!(clean_locations(&["x".repeat(129)], 2).is_err());
+        assert!(clean_locations(&[], 2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn no_location_can_be_the_everything_room() {
+        assert!(clean_locations(&[ALL_ROOM.to_owned()], 2).is_err());
+    }
 }
