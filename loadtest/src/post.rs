@@ -119,8 +119,8 @@ pub(crate) async fn run(
                 let second =
                     (stats::now_us().saturating_sub(stats::start_us()) / 1_000_000) as usize;
                 let mut stats = stats.lock().expect("post stats lock");
-                stats.service.saturating_record(service.max(1));
-                stats.from_due.saturating_record(from_due.max(1));
+                stats::record(&mut stats.service, service.max(1));
+                stats::record(&mut stats.from_due, from_due.max(1));
                 if sent_at - due > Duration::from_millis(1) {
                     stats.late += 1;
                 }
@@ -128,7 +128,7 @@ pub(crate) async fn run(
                     if stats.per_second.len() <= second {
                         stats.per_second.resize_with(second + 1, || histogram(2));
                     }
-                    stats.per_second[second].saturating_record(service.max(1));
+                    stats::record(&mut stats.per_second[second], service.max(1));
                 }
                 *stats.statuses.entry(status).or_default() += 1;
                 if ok {

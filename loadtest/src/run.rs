@@ -491,7 +491,7 @@ fn fanout_report(f: FanoutFacts<'_>) -> Value {
     let mut last = stats::histogram(3);
     for seq in &r.per_seq {
         if seq.delivered > 0 {
-            last.saturating_record(seq.last_us.max(1));
+            stats::record(&mut last, seq.last_us.max(1));
         }
     }
     let busiest = r.per_second.iter().map(Histogram::len).max().unwrap_or(0);

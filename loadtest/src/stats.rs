@@ -32,6 +32,12 @@ pub(crate) fn histogram(sigfig: u8) -> Histogram<u64> {
     h
 }
 
+/// Records a value, growing the histogram as needed (`saturating_record` would
+/// clamp to the current range instead of growing).
+pub(crate) fn record(h: &mut Histogram<u64>, value: u64) {
+    let _ = h.record(value.max(1));
+}
+
 /// Per-broadcast figures: deliveries and the latest receipt.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub(crate) struct SeqStat {
@@ -70,13 +76,13 @@ impl Recorder {
     /// at `at_us` (unix µs).
     pub(crate) fn record(&mut self, seq: u64, latency_us: u64, at_us: u64) {
         self.unique += 1;
-        self.latency.saturating_record(latency_us.max(1));
+        record(&mut self.latency, latency_us.max(1));
         let second = (at_us.saturating_sub(start_us()) / 1_000_000) as usize;
         if second < MAX_SECONDS {
             if self.per_second.len() <= second {
                 self.per_second.resize_with(second + 1, || histogram(2));
             }
-            self.per_second[second].saturating_record(latency_us.max(1));
+            record(&mut self.per_second[second], latency_us.max(1));
         }
         if seq < MAX_TRACKED_SEQS {
             let i = seq as usize;
@@ -274,6 +280,13 @@ mod tests {
         assert!((s.p99_ms - 9.9).abs() < 0.01, "{s:?}");
         assert!((s.max_ms - 10.0).abs() < 0.01, "{s:?}");
         assert_eq!(summary(&histogram(3)).count, 0);
+        let mut grows = histogram(3);
+        record(&mut grows, 2_500_000);
+        assert!(
+            (summary(&grows).max_ms - 2500.0).abs() < 2.0,
+            "{:?}",
+            summary(&grows)
+        );
     }
 
     #[test]

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Starts the distributed services (release builds) on free loopback ports with a
+# unique queue and Redis prefix, runs a bounded standard scenario set with
+# alert-loadtest and writes a markdown table into loadtest/RESULTS.md.
+#
+#   loadtest/run-scenarios.sh                 # standard set, a few minutes
+#   SCENARIOS="e2e idle" loadtest/run-scenarios.sh
+#   BIG=1 loadtest/run-scenarios.sh           # adds 100k clients over 5 notify processes
+#
+# Needs: cargo build --release -p alert-listener -p alert-processor -p alert-notify -p alert-loadtest,
+# RabbitMQ and Redis on 127.0.0.1 (scripts/services), jq, curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=target/release
+OUT=loadtest/results
+RESULTS=loadtest/RESULTS.md
+SCENARIOS=${SCENARIOS:-"ingest e2e throughput idle close-lag"}
+[[ "${BIG:-0}" == 1 ]] && SCENARIOS="$SCENARIOS big"
+NOTIFY_PROCS=${NOTIFY_PROCS:-1}
+[[ "$SCENARIOS" == *big* ]] && NOTIFY_PROCS=5
+SUFFIX="lt$$"
+export AMQP_QUEUE="loadtest.$SUFFIX" REDIS_PREFIX="$SUFFIX:" RUST_LOG=warn
+mkdir -p "$OUT"
+
+for b in alert-listener alert-processor alert-notify alert-loadtest; do
+  [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: build it with cargo build --release" >&2; exit 1; }
+done
+ulimit -n "$(ulimit -Hn)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  redis-cli --scan --pattern "$REDIS_PREFIX*" | xargs -r -n 500 redis-cli del >/dev/null || true
+  timeout 30 rabbitmqctl -q delete_queue "$AMQP_QUEUE" >/dev/null 2>&1 || true
+  timeout 30 rabbitmqctl -q delete_queue "$AMQP_QUEUE.dead" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+wait_ready() { # url
+  for _ in $(seq 1 150); do curl -fs "$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "not ready: $1" >&2; return 1
+}
+
+LISTENER_PORT=$(free_port)
+LISTEN_ADDR=127.0.0.1:$LISTENER_PORT "$BIN/alert-listener" & PIDS+=($!)
+LISTENER="http://127.0.0.1:$LISTENER_PORT"
+LISTEN_ADDR=127.0.0.1:$(free_port) "$BIN/alert-processor" & PIDS+=($!)
+NOTIFY=() NOTIFY_PIDS=()
+for _ in $(seq 1 "$NOTIFY_PROCS"); do
+  port=$(free_port)
+  LISTEN_ADDR=127.0.0.1:$port "$BIN/alert-notify" & PIDS+=($!); NOTIFY_PIDS+=($!)
+  NOTIFY+=("127.0.0.1:$port")
+done
+wait_ready "$LISTENER"
+for n in "${NOTIFY[@]}"; do wait_ready "http://$n"; done
+NOTIFY1=${NOTIFY[0]}
+ALL_NOTIFY=$(IFS=,; echo "${NOTIFY[*]}")
+echo "listener $LISTENER, notify ${NOTIFY[*]} (pids ${NOTIFY_PIDS[*]}), queue $AMQP_QUEUE, prefix $REDIS_PREFIX"
+
+LT=(nice -n 5 "$BIN/alert-loadtest")
+ROWS=()
+row() { ROWS+=("| $1 | \`$2\` | $3 |"); echo "== $1: $3"; }
+
+for scenario in $SCENARIOS; do
+  case $scenario in
+  ingest)
+    cmd="alert-loadtest ingest --rate 1000 --connections 8 --duration 10"
+    timeout 60 "${LT[@]}" ingest --listener "$LISTENER" --rate 1000 --connections 8 --duration 10 --out "$OUT/ingest" >/dev/null
+    row "ingest, 1,000 POST/s, 8 connections, 10 s" "$cmd" "$(jq -r '.posts | "\(.accepted_alerts_per_second|floor) accepted/s, statuses \(.statuses|tojson), POST p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms, max \(.latency.max_ms) ms"' "$OUT/ingest.json")"
+    ;;
+  e2e)
+    cmd="alert-loadtest e2e --clients 1000 --rate 20 --broadcasts 400"
+    timeout 120 "${LT[@]}" e2e --listener "$LISTENER" --notify "$NOTIFY1" --clients 1000 --rate 20 --broadcasts 400 --out "$OUT/e2e" >/dev/null
+    row "e2e, 1,000 clients, 20 alerts/s, 20 s" "$cmd" "$(jq -r '"delivered \(.delivered)/\(.expected), missing \(.missing), dup \(.duplicates); POST->client p50 \(.latency.p50_ms) ms, p90 \(.latency.p90_ms), p99 \(.latency.p99_ms), p99.9 \(.latency.p999_ms), max \(.latency.max_ms); last client per broadcast p99 \(.last_client_per_broadcast.p99_ms) ms"' "$OUT/e2e.json")"
+    ;;
+  throughput)
+    cmd="alert-loadtest fanout --clients 10000 --rate 50 --broadcasts 500"
+    timeout 180 "${LT[@]}" fanout --listener "$LISTENER" --notify "$NOTIFY1" --clients 10000 --rate 50 --broadcasts 500 --out "$OUT/throughput" >/dev/null
+    row "fan-out, 10,000 clients, 50 alerts/s, 10 s" "$cmd" "$(jq -r '"delivered \(.delivered)/\(.expected), missing \(.missing), dup \(.duplicates); \(.deliveries_per_second_peak) deliveries/s peak, \(.deliveries_per_second_mean_active|floor) mean; p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms), max \(.latency.max_ms)"' "$OUT/throughput.json")"
+    ;;
+  idle)
+    cmd="alert-loadtest idle --clients 19900 --hold 30 --server-pid <notify>"
+    timeout 240 "${LT[@]}" idle --notify "$NOTIFY1" --clients 19900 --hold 30 --server-pid "${NOTIFY_PIDS[0]}" --out "$OUT/idle" >/dev/null
+    row "idle, 19,900 connections on one notify, 30 s" "$cmd" "$(jq -r '"\(.ready_clients) held, \(.still_connected_after_hold) after hold; server \((.server_bytes_per_connection // 0)/1024*10|floor/10) KiB/connection, idle CPU \((.server_cpu_percent_of_one_core // 0)*10|floor/10) % of a core; client \((.client_bytes_per_connection // 0)/1024*10|floor/10) KiB/connection"' "$OUT/idle.json")"
+    ;;
+  close-lag)
+    cmd="alert-loadtest close-lag --clients 10 --count 300 --rate 50"
+    timeout 120 "${LT[@]}" close-lag --listener "$LISTENER" --notify "$NOTIFY1" --clients 10 --count 300 --rate 50 --out "$OUT/close-lag" >/dev/null
+    row "close lag, 300 alerts of 1-3 s, 10 clients" "$cmd" "$(jq -r '"closes \(.closes_received)/\(.expected_closes), missing \(.missing), dup \(.duplicates); lag p50 \(.close_lag.p50_ms) ms, p99 \(.close_lag.p99_ms), max \(.close_lag.max_ms)"' "$OUT/close-lag.json")"
+    ;;
+  big)
+    # 100,000 clients: 6 receiver processes (<= 20k files each) over 5 notify processes.
+    run=$((RANDOM * 1000 + $$ % 1000)); recv=(); ready=()
+    rm -f "$OUT"/big-ready-*
+    for i in 0 1 2 3 4 5; do
+      n=16667; [[ $i == 5 ]] && n=16665
+      timeout 300 "${LT[@]}" fanout --no-post --run-id "$run" --broadcasts 20 --wait 200 --notify "$ALL_NOTIFY" \
+        --clients $n --source-addrs 4 --first-source $((1 + i * 4)) --threads 1 \
+        --ready-file "$OUT/big-ready-$i" --out "$OUT/big-$i" >/dev/null 2>"$OUT/big-$i.log" &
+      recv+=($!); ready+=("$OUT/big-ready-$i")
+    done
+    wait_list=$(IFS=,; echo "${ready[*]}")
+    timeout 300 "${LT[@]}" fanout --run-id "$run" --broadcasts 20 --rate 2 --clients 1 --notify "$NOTIFY1" \
+      --listener "$LISTENER" --wait-for "$wait_list" --connect-timeout 240 --out "$OUT/big-post" >/dev/null
+    for p in "${recv[@]}"; do wait "$p" || true; done
+    $BIN/alert-loadtest merge "$OUT"/big-[0-5].json --out "$OUT/big" >/dev/null
+    cmd="6 x alert-loadtest fanout --no-post (16,667 clients each) + 1 poster; alert-loadtest merge"
+    row "100,000 clients on 5 notify processes, 20 broadcasts" "$cmd" "$(jq -r '"delivered \(.delivered)/\(.expected), missing \(.missing), dup \(.duplicates); last client per broadcast p50 \(.last_client_per_broadcast.p50_ms) ms, max \(.last_client_per_broadcast.max_ms); p99 \(.latency.p99_ms) ms"' "$OUT/big.json")"
+    ;;
+  *) echo "unknown scenario $scenario" >&2 ;;
+  esac
+done
+
+{
+  echo "<!-- scenarios:begin -->"
+  echo "Written by \`loadtest/run-scenarios.sh\` on $(date -u +%FT%TZ); $(nproc) cores, load generator on the same machine;"
+  echo "reports and plots in \`loadtest/results/\` (not committed)."
+  echo
+  echo "| scenario | command | result |"
+  echo "|---|---|---|"
+  printf '%s\n' "${ROWS[@]}"
+  echo "<!-- scenarios:end -->"
+} > "$OUT/table.md"
+# Replace the generated section of RESULTS.md (hand-written notes around it stay).
+if [[ -f "$RESULTS" ]] && grep -q 'scenarios:begin' "$RESULTS"; then
+  awk -v table="$OUT/table.md" '
+    /scenarios:begin/ { while ((getline line < table) > 0) print line; skip = 1; next }
+    /scenarios:end/ { skip = 0; next }
+    !skip { print }' "$RESULTS" > "$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
+else
+  { echo "# alert-loadtest results"; echo; cat "$OUT/table.md"; } > "$RESULTS"
+fi
+echo "wrote $RESULTS"
