@@ -105,7 +105,7 @@ async fn active(
     let hub = &state.hub;
     let filter = location_filter(hub, query.locations.as_deref())?;
     let position = hub.position();
-    let active = hub.active(filter.as_deref()).await?;
+    let active = hub.active(filter.as_deref(), &position).await?;
     Ok(Json(Snapshot {
         epoch: position.epoch,
         offset: position.offset,
@@ -240,7 +240,7 @@ async fn stream_events(
             }
         }
         _ => {
-            let active = hub.active(filter.as_deref()).await?;
+            let active = hub.active(filter.as_deref(), &position).await?;
             let snapshot = Snapshot {
                 epoch: position.epoch.clone(),
                 offset: position.offset.clone(),

@@ -39,6 +39,24 @@ pub(crate) fn compare_offsets(a: &str, b: &str) -> Ordering {
     offset_key(a).cmp(&offset_key(b))
 }
 
+/// Orders two optional offsets; `None` (nothing fanned out yet) comes first.
+fn compare_positions(a: &Option<String>, b: &Option<String>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => compare_offsets(a, b),
+        (a, b) => a.is_some().cmp(&b.is_some()),
+    }
+}
+
+/// Open windows, shared between the clients that asked at the same position.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Windows(pub(crate) Arc<Vec<Window>>);
+
+impl Serialize for Windows {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(serializer)
+    }
+}
+
 /// Where the fan-out stands: the epoch and offset of the last event sent to clients.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Position {
@@ -93,6 +111,8 @@ pub(crate) struct Hub {
     position: RwLock<Position>,
     sse: broadcast::Sender<Fanout>,
     feed_up: AtomicBool,
+    /// Every open window, and the fan-out offset before it was read.
+    all_active: tokio::sync::Mutex<Option<(Option<String>, Windows)>>,
 }
 
 impl Hub {
@@ -105,6 +125,7 @@ impl Hub {
             position: RwLock::new(Position::default()),
             sse: broadcast::channel(sse_buffer.max(16)).0,
             feed_up: AtomicBool::new(false),
+            all_active: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -237,12 +258,30 @@ impl Hub {
         }
     }
 
-    /// Open windows for `locations` (all when `None`).
+    /// Open windows for `locations` (all when `None`), at least as new as `at`.
+    ///
+    /// Windows change only through events, so the answer for all locations is
+    /// shared by every request whose position it covers: a reconnect storm of
+    /// default clients costs one Redis read per event, not one per client.
     pub(crate) async fn active(
         &self,
         locations: Option<&[String]>,
-    ) -> Result<Vec<Window>, fred::error::Error> {
-        self.store.active(locations).await
+        at: &Position,
+    ) -> Result<Windows, fred::error::Error> {
+        if locations.is_some() {
+            return Ok(Windows(Arc::new(self.store.active(locations).await?)));
+        }
+        let mut cached = self.all_active.lock().await;
+        if let Some((read_at, windows)) = &*cached
+            && compare_positions(read_at, &at.offset) != Ordering::Less
+        {
+            return Ok(windows.clone());
+        }
+        // Whatever Redis holds now is at least as new as this position.
+        let read_at = self.position().offset;
+        let windows = Windows(Arc::new(self.store.active(None).await?));
+        *cached = Some((read_at, windows.clone()));
+        Ok(windows)
     }
 
     /// The events after `since` up to `upto` (the position at which the client joined

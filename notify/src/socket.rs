@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use alert_core::{Event, Window};
+use alert_core::Event;
 use serde::{Deserialize, Serialize};
 use socketioxide::{
     extract::{AckSender, SocketRef, TryData},
@@ -12,7 +12,7 @@ use socketioxide::{
     socket::DisconnectReason,
 };
 
-use crate::hub::{ALL_ROOM, Hub, Since};
+use crate::hub::{ALL_ROOM, Hub, Since, Windows};
 
 /// Longest location name (the ingest contract's limit).
 const MAX_LOCATION_CHARS: usize = 128;
@@ -36,7 +36,7 @@ struct Unsubscribe {
 pub(crate) struct Snapshot {
     pub(crate) epoch: Option<String>,
     pub(crate) offset: Option<String>,
-    pub(crate) active: Vec<Window>,
+    pub(crate) active: Windows,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) missed: Option<Vec<Event>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,7 +172,7 @@ async fn on_connect(hub: Arc<Hub>, socket: SocketRef, auth: Subscription) {
     let (position, ()) = hub.join_at_position(|| set_rooms(&socket, &locations));
     let filter = as_filter(&locations);
     let snapshot = async {
-        let active = hub.active(filter.as_deref()).await?;
+        let active = hub.active(filter.as_deref(), &position).await?;
         let (missed, recovered) = match &auth.since {
             Some(since) => {
                 let replay = hub.replay(since, &position, filter.as_deref()).await?;
@@ -226,7 +226,10 @@ async fn subscribe(
         tracing::warn!(%error, "cannot read Redis for a subscribe");
         "temporarily unavailable; retry".to_owned()
     };
-    let active = hub.active(filter.as_deref()).await.map_err(unavailable)?;
+    let active = hub
+        .active(filter.as_deref(), &position)
+        .await
+        .map_err(unavailable)?;
     let replay = match &request.since {
         Some(since) => hub
             .replay(since, &position, filter.as_deref())
