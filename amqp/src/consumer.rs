@@ -1,4 +1,5 @@
 use std::{
+    collections::BTreeSet,
     future::Future,
     sync::{
         Arc,
@@ -138,9 +139,19 @@ where
     let dead_letter_queue = config.topology.dead_letter_queue();
     let batch = config.batch.max(1);
     let concurrency = (usize::from(config.prefetch) / batch).max(1);
+    let window = std::sync::Mutex::new(AckWindow::default());
+    // Highest tag acked so far; its lock keeps acks going out in tag order.
+    let acked_upto = tokio::sync::Mutex::new(0u64);
+    let (window, acked_upto, channel_ref, dead_letters, dead_letter_queue) = (
+        &window,
+        &acked_upto,
+        &channel,
+        &dead_letters,
+        &dead_letter_queue,
+    );
     let work = consumer
         .ready_chunks(batch)
-        .for_each_concurrent(concurrency, |deliveries| async {
+        .map(|deliveries| {
             let deliveries: Vec<Delivery> = deliveries
                 .into_iter()
                 .filter_map(|delivery| {
@@ -149,6 +160,14 @@ where
                         .ok()
                 })
                 .collect();
+            // Registered in arrival order, before any batch can finish.
+            let mut window = window.lock().expect("ack window lock poisoned");
+            deliveries
+                .iter()
+                .for_each(|delivery| window.start(delivery.delivery_tag));
+            deliveries
+        })
+        .for_each_concurrent(concurrency, |deliveries| async move {
             if deliveries.is_empty() {
                 return;
             }
@@ -166,8 +185,36 @@ where
                 deliveries.len(),
                 "one disposition per delivery"
             );
+            let mut acked = Vec::with_capacity(deliveries.len());
+            let mut settled = Vec::new();
             for (delivery, disposition) in deliveries.into_iter().zip(dispositions) {
-                settle(&dead_letters, &dead_letter_queue, delivery, disposition).await;
+                let tag = delivery.delivery_tag;
+                if disposition == Disposition::Ack {
+                    acked.push(tag);
+                } else {
+                    settle(dead_letters, dead_letter_queue, delivery, disposition).await;
+                    settled.push(tag);
+                }
+            }
+            // One ack with `multiple` for every finished delivery below the oldest
+            // unfinished one. Acks go out in tag order: one overtaken by a later, larger
+            // ack is already covered by it.
+            let upto = window
+                .lock()
+                .expect("ack window lock poisoned")
+                .finish(&acked, &settled);
+            if let Some(upto) = upto {
+                let mut sent = acked_upto.lock().await;
+                if upto > *sent {
+                    match channel_ref
+                        .basic_ack(upto, BasicAckOptions { multiple: true })
+                        .await
+                    {
+                        Ok(_) => *sent = upto,
+                        // The channel is gone: RabbitMQ requeues the deliveries by itself.
+                        Err(error) => warn!(%error, "cannot ack"),
+                    }
+                }
             }
         });
     tokio::pin!(work);
@@ -256,6 +303,37 @@ async fn dead_letter(
     }
 }
 
+/// Deliveries handed to the handler but not yet settled, so acks can be coalesced: one
+/// `multiple` ack covers every finished delivery below the oldest unfinished one
+/// (batches finish out of order; RabbitMQ's tags grow in delivery order).
+#[derive(Debug, Default)]
+struct AckWindow {
+    unfinished: BTreeSet<u64>,
+    finished: BTreeSet<u64>,
+}
+
+impl AckWindow {
+    fn start(&mut self, tag: u64) {
+        self.unfinished.insert(tag);
+    }
+
+    /// `acked` are done and to be acked; `settled` were settled another way (nack,
+    /// dead letter). Returns the tag to ack with `multiple`, if any.
+    fn finish(&mut self, acked: &[u64], settled: &[u64]) -> Option<u64> {
+        for tag in acked {
+            self.unfinished.remove(tag);
+            self.finished.insert(*tag);
+        }
+        for tag in settled {
+            self.unfinished.remove(tag);
+        }
+        let limit = self.unfinished.first().copied().unwrap_or(u64::MAX);
+        let upto = self.finished.range(..limit).next_back().copied()?;
+        self.finished = self.finished.split_off(&(upto + 1));
+        Some(upto)
+    }
+}
+
 fn delivery_count(delivery: &Delivery) -> u64 {
     let count = delivery
         .properties
@@ -267,5 +345,30 @@ fn delivery_count(delivery: &Delivery) -> u64 {
         Some(AMQPValue::LongInt(n)) => n.max(0) as u64,
         Some(AMQPValue::LongUInt(n)) => u64::from(n),
         _ => u64::from(delivery.redelivered),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckWindow;
+
+    #[test]
+    fn acks_wait_for_older_unfinished_deliveries() {
+        let mut window = AckWindow::default();
+        (1..=6).for_each(|tag| window.start(tag));
+        assert_eq!(window.finish(&[4, 5, 6], &[]), None, "1-3 still in hand");
+        assert_eq!(
+            window.finish(&[1], &[2]),
+            Some(1),
+            "2 was nacked; 3 still in hand"
+        );
+        assert_eq!(
+            window.finish(&[3], &[]),
+            Some(6),
+            "everything up to 6 at once"
+        );
+        assert_eq!(window.finish(&[], &[]), None);
+        window.start(7);
+        assert_eq!(window.finish(&[], &[7]), None, "nothing left to ack");
     }
 }
