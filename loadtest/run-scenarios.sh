@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 BIN=target/release
 OUT=loadtest/results
 RESULTS=loadtest/RESULTS.md
-SCENARIOS=${SCENARIOS:-"ingest e2e throughput idle close-lag"}
+SCENARIOS=${SCENARIOS:-"e2e throughput idle close-lag ingest"}  # ingest last: its backlog floods clients
 [[ "${BIG:-0}" == 1 ]] && SCENARIOS="$SCENARIOS big"
 NOTIFY_PROCS=${NOTIFY_PROCS:-1}
 [[ "$SCENARIOS" == *big* ]] && NOTIFY_PROCS=5
@@ -46,17 +46,20 @@ wait_ready() { # url
 }
 
 LISTENER_PORT=$(free_port)
-LISTEN_ADDR=127.0.0.1:$LISTENER_PORT "$BIN/alert-listener" & PIDS+=($!)
+LISTEN_ADDR=127.0.0.1:$LISTENER_PORT "$BIN/alert-listener" 2>"$OUT/listener.log" & PIDS+=($!)
 LISTENER="http://127.0.0.1:$LISTENER_PORT"
-LISTEN_ADDR=127.0.0.1:$(free_port) "$BIN/alert-processor" & PIDS+=($!)
+LISTEN_ADDR=127.0.0.1:$(free_port) "$BIN/alert-processor" 2>"$OUT/processor.log" & PIDS+=($!)
 NOTIFY=() NOTIFY_PIDS=()
 for _ in $(seq 1 "$NOTIFY_PROCS"); do
   port=$(free_port)
-  LISTEN_ADDR=127.0.0.1:$port "$BIN/alert-notify" & PIDS+=($!); NOTIFY_PIDS+=($!)
+  LISTEN_ADDR=127.0.0.1:$port "$BIN/alert-notify" 2>>"$OUT/notify.log" & PIDS+=($!); NOTIFY_PIDS+=($!)
   NOTIFY+=("127.0.0.1:$port")
 done
+# A notify process only the idle scenario uses, so its memory is not left over from others.
+IDLE_PORT=$(free_port)
+LISTEN_ADDR=127.0.0.1:$IDLE_PORT "$BIN/alert-notify" 2>>"$OUT/notify-idle.log" & PIDS+=($!); IDLE_PID=$!
 wait_ready "$LISTENER"
-for n in "${NOTIFY[@]}"; do wait_ready "http://$n"; done
+for n in "${NOTIFY[@]}" "127.0.0.1:$IDLE_PORT"; do wait_ready "http://$n"; done
 NOTIFY1=${NOTIFY[0]}
 ALL_NOTIFY=$(IFS=,; echo "${NOTIFY[*]}")
 echo "listener $LISTENER, notify ${NOTIFY[*]} (pids ${NOTIFY_PIDS[*]}), queue $AMQP_QUEUE, prefix $REDIS_PREFIX"
@@ -84,7 +87,7 @@ for scenario in $SCENARIOS; do
     ;;
   idle)
     cmd="alert-loadtest idle --clients 19900 --hold 30 --server-pid <notify>"
-    timeout 240 "${LT[@]}" idle --notify "$NOTIFY1" --clients 19900 --hold 30 --server-pid "${NOTIFY_PIDS[0]}" --out "$OUT/idle" >/dev/null
+    timeout 240 "${LT[@]}" idle --notify "127.0.0.1:$IDLE_PORT" --clients 19900 --hold 30 --server-pid "$IDLE_PID" --out "$OUT/idle" >/dev/null
     row "idle, 19,900 connections on one notify, 30 s" "$cmd" "$(jq -r '"\(.ready_clients) held, \(.still_connected_after_hold) after hold; server \((.server_bytes_per_connection // 0)/1024*10|floor/10) KiB/connection, idle CPU \((.server_cpu_percent_of_one_core // 0)*10|floor/10) % of a core; client \((.client_bytes_per_connection // 0)/1024*10|floor/10) KiB/connection"' "$OUT/idle.json")"
     ;;
   close-lag)
