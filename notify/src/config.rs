@@ -1,6 +1,7 @@
 use std::{net::SocketAddr, time::Duration};
 
-use alert_core::{Secret, telemetry::LogFormat};
+use alert_core::telemetry::LogFormat;
+use alert_redis::RedisArgs;
 
 /// Notify settings: every flag has an environment variable, for Helm.
 #[derive(Debug, Clone, clap::Parser)]
@@ -13,12 +14,10 @@ pub struct Config {
     /// Address for Socket.IO, SSE, REST, health and metrics.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:4002")]
     pub listen: SocketAddr,
-    /// Redis URL (event log, open windows, live channel).
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: Secret,
-    /// Prefix of every Redis key and channel; the processor must use the same.
-    #[arg(long, env = "REDIS_PREFIX", default_value = "alerts:")]
-    pub redis_prefix: String,
+    /// `--redis-url` / `REDIS_URL` and `--redis-prefix` / `REDIS_PREFIX` (the
+    /// processor's prefix: the event log, windows and live channel live under it).
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// Origins allowed by CORS, comma separated; empty: same origin only.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,

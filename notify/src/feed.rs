@@ -149,13 +149,15 @@ async fn fill(hub: &Hub) -> Result<u64, fred::error::Error> {
     let Some(newest) = hub.store.latest_events(1).await?.pop() else {
         return Ok(0);
     };
-    // Nothing fanned out yet: the log was empty when this pod started, so all of it is new.
-    let last = hub.position().offset.unwrap_or_else(|| "0-0".to_owned());
-    if compare_offsets(&newest.offset, &last) != std::cmp::Ordering::Greater {
+    let last = hub.position().offset;
+    if let Some(last) = &last
+        && compare_offsets(&newest.offset, last) != std::cmp::Ordering::Greater
+    {
         return Ok(0);
     }
-    if let Some((oldest, _)) = hub.store.log_bounds().await?
-        && compare_offsets(&oldest, &last) == std::cmp::Ordering::Greater
+    if let Some(last) = &last
+        && let Some((oldest, _)) = hub.store.log_bounds().await?
+        && compare_offsets(&oldest, last) == std::cmp::Ordering::Greater
     {
         // The events right after `last` may be gone: nobody can be sure to have all.
         hub.set_position(Position {
@@ -169,6 +171,9 @@ async fn fill(hub: &Hub) -> Result<u64, fred::error::Error> {
         });
         return Ok(0);
     }
+    // Nothing fanned out yet: the log was empty when this pod started, so all of it
+    // is new.
+    let last = last.unwrap_or_else(|| "0-0".to_owned());
     let mut filled = 0;
     let mut from = last;
     loop {

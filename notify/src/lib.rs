@@ -42,7 +42,7 @@ mod socket;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use alert_redis::{Keys, Store, StoreSettings};
+use alert_redis::{Store, StoreSettings};
 use axum::http::{HeaderValue, Method, header};
 use fred::{
     interfaces::{ClientLike, PubsubInterface},
@@ -75,8 +75,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let url = config.redis_url.expose();
-    let keys = Keys::new(config.redis_prefix.clone());
+    let url = config.redis.redis_url.expose();
+    let keys = config.redis.keys();
     let store = Store::connect(url, keys.clone(), StoreSettings::default()).await?;
     let subscriber = Builder::from_config(RedisConfig::from_url(url)?)
         .with_connection_config(|connection| {
@@ -121,7 +121,7 @@ pub async fn run(
     if let Some(cors) = cors {
         router = router.layer(cors);
     }
-    tracing::info!(addr = %listener.local_addr()?, prefix = %config.redis_prefix, "notify serving");
+    tracing::info!(addr = %listener.local_addr()?, prefix = %config.redis.redis_prefix, "notify serving");
     let shutdown = async move {
         shutdown.await;
         tracing::info!("closing client connections");

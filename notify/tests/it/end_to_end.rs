@@ -35,7 +35,7 @@ async fn posted_alerts_reach_a_socket_io_client_as_open_update_close() {
     let http = reqwest::Client::new();
 
     let mut listener_config = alert_listener::Config::defaults();
-    listener_config.queue = queue.clone();
+    listener_config.amqp.queue = queue.clone();
     listener_config.shutdown_timeout_seconds = 2;
     let (socket, listener_addr) = bind().await;
     let (stop_listener, stopped) = oneshot::channel::<()>();
@@ -44,8 +44,8 @@ async fn posted_alerts_reach_a_socket_io_client_as_open_update_close() {
     }));
 
     let mut processor_config = alert_processor::Config::defaults();
-    processor_config.queue = queue.clone();
-    processor_config.redis_prefix = prefix.clone();
+    processor_config.amqp.queue = queue.clone();
+    processor_config.redis.redis_prefix = prefix.clone();
     processor_config.shutdown_timeout_seconds = 2;
     let (socket, processor_addr) = bind().await;
     let (stop_processor, stopped) = oneshot::channel::<()>();

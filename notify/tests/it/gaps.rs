@@ -60,3 +60,34 @@ async fn events_published_while_the_feed_is_cut_arrive_in_order_once() {
     assert!(filled >= 5.0, "{metrics}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_gap_before_the_first_event_is_filled_without_disconnecting_anyone() {
+    // Started on an empty log, notify has fanned out nothing yet: the first events
+    // it hears of come from the log, and clients stay connected.
+    let proxy = Proxy::start("127.0.0.1:6379", true).await;
+    let prefix = format!("{}:", unique("gap-first"));
+    let app = TestApp::spawn(config(&prefix, &format!("redis://{}", proxy.addr))).await;
+    let mut client = app.client(json!({})).await;
+    client.expect("snapshot").await;
+    proxy.down();
+    eventually(WAIT, "readyz failing while the feed is down", || async {
+        (app.readyz().await == 503).then_some(())
+    })
+    .await;
+    for i in 0..3 {
+        app.apply(&alert(&format!("First {i}"), "Rocket Alert", 10))
+            .await;
+    }
+    proxy.up();
+    let received = client.alerts(3).await;
+    let locations: Vec<_> = received.iter().map(|e| e.location.as_str()).collect();
+    assert_eq!(locations, ["First 0", "First 1", "First 2"]);
+    app.apply(&alert("Then", "Rocket Alert", 10)).await;
+    assert_eq!(
+        client.alerts(1).await[0].location,
+        "Then",
+        "still connected"
+    );
+    app.stop().await;
+}

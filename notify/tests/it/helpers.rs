@@ -7,7 +7,7 @@ use std::{
 
 use alert_core::{Alert, Event, QueueMessage};
 use alert_notify::Config;
-use alert_redis::{Keys, Store, StoreSettings};
+use alert_redis::{Store, StoreSettings};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -26,8 +26,8 @@ pub(crate) const WAIT: Duration = Duration::from_secs(10);
 pub(crate) fn config(prefix: &str, redis_url: &str) -> Config {
     let mut config = Config::defaults();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.redis_url = alert_core::Secret::new(redis_url);
-    config.redis_prefix = prefix.to_owned();
+    config.redis.redis_url = alert_core::Secret::new(redis_url);
+    config.redis.redis_prefix = prefix.to_owned();
     config.shutdown_timeout_seconds = 2;
     config.gap_check_ms = 200;
     config
@@ -45,13 +45,9 @@ pub(crate) struct TestApp {
 
 impl TestApp {
     pub(crate) async fn spawn(config: Config) -> TestApp {
-        let store = Store::connect(
-            REDIS_URL,
-            Keys::new(config.redis_prefix.clone()),
-            StoreSettings::default(),
-        )
-        .await
-        .unwrap();
+        let store = Store::connect(REDIS_URL, config.redis.keys(), StoreSettings::default())
+            .await
+            .unwrap();
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
