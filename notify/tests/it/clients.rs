@@ -82,14 +82,20 @@ async fn stock_javascript_client_subscribes_and_receives() {
     app.stop().await;
 }
 
+/// The Python that has python-socketio: `ALERT_TEST_PYTHON` (scripts/test points it at
+/// a virtualenv outside the repository), else `python3`.
+fn python() -> String {
+    std::env::var("ALERT_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
 #[tokio::test]
 async fn stock_python_client_subscribes_and_receives() {
-    if !have("python3") {
+    if !have(&python()) {
         eprintln!("SKIPPED: python3 is not installed");
         return;
     }
     let app = TestApp::ready("py-client").await;
-    let event = run_client(&app, "python3", "client.py", "Metula").await;
+    let event = run_client(&app, &python(), "client.py", "Metula").await;
     assert_eq!(event["event"]["location"], "Metula");
     assert_eq!(event["transport"], "websocket");
     app.stop().await;
