@@ -308,18 +308,8 @@ mod tests {
     fn alert(n: u128, location: &str, kind: &str, start: i64, end: i64) -> Alert {
         Alert {
             id: Uuid::from_u128(n),
-            locations: vec![location.into()],
-            alert_type: kind.into(),
-            start: at(start),
-            end: at(end),
-            idempotency_key: None,
-            reference: None,
-            source: None,
-            severity: None,
-            title: None,
-            instructions: None,
-            category: None,
             received_at: at(start),
+            ..Alert::new(location, kind, at(start), at(end))
         }
     }
 

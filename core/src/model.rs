@@ -64,6 +64,33 @@ pub struct Alert {
     pub received_at: DateTime<Utc>,
 }
 
+impl Alert {
+    /// An alert for one location without the optional fields: a new time-ordered UUID,
+    /// received now (what tests and tools build; sources go through `input`).
+    pub fn new(
+        location: impl Into<String>,
+        alert_type: impl Into<String>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Alert {
+        Alert {
+            id: Uuid::now_v7(),
+            locations: vec![location.into()],
+            alert_type: alert_type.into(),
+            start,
+            end,
+            idempotency_key: None,
+            reference: None,
+            source: None,
+            severity: None,
+            title: None,
+            instructions: None,
+            category: None,
+            received_at: Utc::now(),
+        }
+    }
+}
+
 /// Closes at once the windows that the referenced alerts contributed to (CAP Cancel).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

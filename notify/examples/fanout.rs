@@ -127,21 +127,12 @@ async fn main() {
                 });
                 if let Some(store) = &store {
                     let now = chrono::Utc::now();
-                    let alert = alert_core::QueueMessage::Alert(alert_core::Alert {
-                        id: uuid::Uuid::new_v4(),
-                        locations: vec![location.clone()],
-                        alert_type: "Rocket Alert".into(),
-                        start: now,
-                        end: now + chrono::TimeDelta::minutes(10),
-                        idempotency_key: None,
-                        reference: None,
-                        source: None,
-                        severity: None,
-                        title: None,
-                        instructions: None,
-                        category: None,
-                        received_at: now,
-                    });
+                    let alert = alert_core::QueueMessage::Alert(alert_core::Alert::new(
+                        location.clone(),
+                        "Rocket Alert",
+                        now,
+                        now + chrono::TimeDelta::minutes(10),
+                    ));
                     sent.lock().unwrap().insert(location, Instant::now());
                     let store = store.clone();
                     tokio::spawn(async move { store.apply(&alert, None).await.expect("apply") });

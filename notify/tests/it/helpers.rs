@@ -129,21 +129,12 @@ pub(crate) fn alert_at(
     start: DateTime<Utc>,
     minutes: i64,
 ) -> QueueMessage {
-    QueueMessage::Alert(Alert {
-        id: uuid::Uuid::new_v4(),
-        locations: vec![location.to_owned()],
-        alert_type: alert_type.to_owned(),
+    QueueMessage::Alert(Alert::new(
+        location,
+        alert_type,
         start,
-        end: start + TimeDelta::minutes(minutes),
-        idempotency_key: None,
-        reference: None,
-        source: None,
-        severity: None,
-        title: None,
-        instructions: None,
-        category: None,
-        received_at: Utc::now(),
-    })
+        start + TimeDelta::minutes(minutes),
+    ))
 }
 
 type Acks = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;

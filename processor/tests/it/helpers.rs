@@ -7,7 +7,6 @@ use alert_redis::{Keys, Store, StoreSettings};
 use chrono::{DateTime, TimeDelta, Utc};
 use lapin::options::QueueDeleteOptions;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use uuid::Uuid;
 
 pub(crate) use alert_testkit::{AMQP_URL, Proxy, REDIS_URL, eventually, unique};
 
@@ -167,21 +166,7 @@ pub(crate) fn alert_at(
     duration: TimeDelta,
 ) -> Alert {
     let start = alert_core::input::whole_millis(start);
-    Alert {
-        id: Uuid::now_v7(),
-        locations: vec![location.into()],
-        alert_type: kind.into(),
-        start,
-        end: start + duration,
-        idempotency_key: None,
-        reference: None,
-        source: None,
-        severity: None,
-        title: None,
-        instructions: None,
-        category: None,
-        received_at: start,
-    }
+    Alert::new(location, kind, start, start + duration)
 }
 
 pub(crate) fn message(alert: Alert) -> QueueMessage {
