@@ -44,12 +44,15 @@ pub fn apply_alert(
     let mut events = Vec::new();
     // A window that has ended but whose close the closer has not emitted yet is closed
     // here, so the new alert opens a fresh window rather than reviving an ended one.
-    let current = match current {
-        Some(window) if window.end <= now => {
-            events.push(close(window, CloseReason::Expired, None));
+    let current = match current
+        .as_ref()
+        .and_then(|window| close_if_due(window, now))
+    {
+        Some(closed) => {
+            events.push(closed);
             None
         }
-        other => other,
+        None => current,
     };
     if alert.end <= now {
         return Outcome {
@@ -184,17 +187,14 @@ impl Aggregator {
 
     /// Closes every window that has ended at `now`, in order of end time.
     pub fn close_due(&mut self, now: DateTime<Utc>) -> Vec<EventDraft> {
-        let due: Vec<String> = self
+        let mut closes: Vec<EventDraft> = self
             .windows
             .values()
-            .filter(|window| window.end <= now)
-            .map(|window| window.location.clone())
+            .filter_map(|window| close_if_due(window, now))
             .collect();
-        let mut closes: Vec<EventDraft> = due
-            .iter()
-            .filter_map(|location| self.windows.remove(location))
-            .map(|window| close(window, CloseReason::Expired, None))
-            .collect();
+        for closed in &closes {
+            self.windows.remove(&closed.window.location);
+        }
         closes.sort_by(|a, b| {
             (a.window.end, &a.window.location).cmp(&(b.window.end, &b.window.location))
         });
