@@ -59,9 +59,6 @@ pub enum Disposition {
 #[derive(Debug, Clone)]
 pub struct Incoming {
     pub data: Vec<u8>,
-    pub redelivered: bool,
-    /// Times RabbitMQ delivered it before (quorum queues count).
-    pub delivery_count: u64,
 }
 
 /// Consumes the queue until `stop` turns true: connects, declares the topology, takes
@@ -175,8 +172,6 @@ where
                 .iter()
                 .map(|delivery| Incoming {
                     data: delivery.data.clone(),
-                    redelivered: delivery.redelivered,
-                    delivery_count: delivery_count(delivery),
                 })
                 .collect();
             let dispositions = handle(incoming).await;
@@ -331,20 +326,6 @@ impl AckWindow {
         let upto = self.finished.range(..limit).next_back().copied()?;
         self.finished = self.finished.split_off(&(upto + 1));
         Some(upto)
-    }
-}
-
-fn delivery_count(delivery: &Delivery) -> u64 {
-    let count = delivery
-        .properties
-        .headers()
-        .as_ref()
-        .and_then(|headers| headers.inner().get("x-delivery-count").cloned());
-    match count {
-        Some(AMQPValue::LongLongInt(n)) => n.max(0) as u64,
-        Some(AMQPValue::LongInt(n)) => n.max(0) as u64,
-        Some(AMQPValue::LongUInt(n)) => u64::from(n),
-        _ => u64::from(delivery.redelivered),
     }
 }
 

@@ -60,10 +60,6 @@ impl<Q: AlertQueue> Ingest<Q> {
         self.sources = Sources::new(api_keys, rate_per_second, burst)?;
         Ok(self)
     }
-
-    pub fn queue(&self) -> &Q {
-        &self.queue
-    }
 }
 
 /// The listener's routes.

@@ -18,7 +18,6 @@ mod sources;
 use std::{future::Future, sync::Arc};
 
 use alert_amqp::{Publisher, PublisherConfig};
-use alert_core::AlertQueue;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -63,9 +62,4 @@ pub async fn run(
     .await;
     publisher.close().await;
     served
-}
-
-/// Whether the queue behind `ingest` is ready (for callers that embed the routes).
-pub fn is_ready<Q: AlertQueue>(ingest: &Ingest<Q>) -> bool {
-    ingest.queue().is_ready()
 }
