@@ -36,6 +36,7 @@ pub(crate) fn router(hub: Arc<Hub>, closing: watch::Receiver<bool>) -> Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::page::router())
         .with_state(AppState { hub, closing })
 }
 

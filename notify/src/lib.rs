@@ -38,6 +38,7 @@ mod feed;
 mod http;
 mod hub;
 mod metrics;
+mod page;
 mod socket;
 
 use std::{future::Future, sync::Arc, time::Duration};
