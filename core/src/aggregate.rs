@@ -22,7 +22,10 @@ pub struct Outcome {
     pub change: Change,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Change {
     /// A new window: `open` emitted.
     Opened,
@@ -154,15 +157,30 @@ pub enum Ingested {
 
 /// In-memory aggregation state for every location: windows, dedupe keys and the
 /// locations each referenceable alert contributed to. Used by the standalone mode and
-/// as the reference model the Redis script is checked against.
-#[derive(Debug, Clone)]
+/// as the reference model the Redis script is checked against. It serialises, so the
+/// standalone mode can snapshot it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Aggregator {
     windows: BTreeMap<String, Window>,
     /// Dedupe key -> when it expires.
     seen: HashMap<String, DateTime<Utc>>,
     /// `Alert::reference` -> the windows it joined, and when that is forgotten.
     references: HashMap<String, (Vec<Joined>, DateTime<Utc>)>,
+    #[serde(with = "milliseconds")]
     dedupe_ttl: TimeDelta,
+}
+
+mod milliseconds {
+    use chrono::TimeDelta;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(ttl: &TimeDelta, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(ttl.num_milliseconds())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TimeDelta, D::Error> {
+        i64::deserialize(d).map(TimeDelta::milliseconds)
+    }
 }
 
 impl Aggregator {

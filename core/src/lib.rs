@@ -7,6 +7,8 @@
 //! - [`cap`]: CAP 1.2 XML into the same messages.
 //! - [`aggregate`]: the aggregation rules as pure functions, and the in-memory
 //!   `Aggregator` built from them (the reference the Redis script is tested against).
+//! - [`queue`], [`state`]: the boundaries the backends implement (RabbitMQ and Redis
+//!   in production, in-process in standalone mode).
 //! - [`telemetry`], [`shutdown`]: logging and signal handling for the binaries.
 
 pub mod aggregate;
@@ -16,6 +18,7 @@ pub mod model;
 pub mod queue;
 pub mod secret;
 pub mod shutdown;
+pub mod state;
 pub mod telemetry;
 
 pub use aggregate::{Aggregator, Change, Ingested, apply_alert, close, close_if_due};
@@ -23,3 +26,4 @@ pub use input::{InvalidInput, Limits, RequestContext};
 pub use model::{Alert, Cancel, CloseReason, Event, EventDraft, EventType, QueueMessage, Window};
 pub use queue::{AlertQueue, QueueError};
 pub use secret::Secret;
+pub use state::{EventLog, HistoryEntry, LiveFeed, LiveSignal, StateError};

@@ -1,8 +1,10 @@
 use std::{net::SocketAddr, time::Duration};
 
 use alert_amqp::AmqpArgs;
-use alert_core::{Limits, Secret, telemetry::LogFormat};
+use alert_core::{AlertQueue, Limits, Secret, telemetry::LogFormat};
 use chrono::TimeDelta;
+
+use crate::Ingest;
 
 /// Listener settings: every flag has an environment variable, for Helm.
 #[derive(Debug, Clone, clap::Parser)]
@@ -23,6 +25,34 @@ pub struct Config {
     /// Wait this long for RabbitMQ's confirms before answering 503.
     #[arg(long, env = "CONFIRM_TIMEOUT_MS", default_value_t = 5000)]
     pub confirm_timeout_ms: u64,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
+    pub shutdown_timeout_seconds: u64,
+    /// `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults, as `alert-listener` with no flags and no environment would use.
+    pub fn defaults() -> Self {
+        <Config as clap::Parser>::parse_from(["alert-listener"])
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
+    }
+}
+
+/// What ingest accepts, from whom, and how it answers: shared by the standalone mode.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
     /// Largest accepted request body.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -49,20 +79,9 @@ pub struct Config {
     /// `Retry-After` sent with 503 while the broker is unreachable.
     #[arg(long, env = "RETRY_AFTER_SECONDS", default_value_t = 1)]
     pub retry_after_seconds: u32,
-    /// On SIGTERM, how long in-flight requests may take to finish.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
-    pub shutdown_timeout_seconds: u64,
-    /// `text` or `json`.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
 }
 
-impl Config {
-    /// The defaults, as `alert-listener` with no flags and no environment would use.
-    pub fn defaults() -> Self {
-        <Config as clap::Parser>::parse_from(["alert-listener"])
-    }
-
+impl IngestArgs {
     pub fn limits(&self) -> Limits {
         Limits {
             max_batch: self.max_batch,
@@ -73,11 +92,14 @@ impl Config {
         }
     }
 
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.shutdown_timeout_seconds)
-    }
-
-    pub fn confirm_timeout(&self) -> Duration {
-        Duration::from_millis(self.confirm_timeout_ms)
+    /// The ingest endpoint over `queue`; `Err` names a bad `API_KEYS` entry.
+    pub fn ingest<Q: AlertQueue>(&self, queue: Q) -> Result<Ingest<Q>, String> {
+        Ingest::new(
+            queue,
+            self.limits(),
+            self.max_body_bytes,
+            self.retry_after_seconds,
+        )
+        .with_api_keys(&self.api_keys, self.source_rate_limit)
     }
 }

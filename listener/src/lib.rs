@@ -20,7 +20,7 @@ use std::{future::Future, sync::Arc};
 use alert_amqp::{Publisher, PublisherConfig};
 use tokio::net::TcpListener;
 
-pub use config::Config;
+pub use config::{Config, IngestArgs};
 pub use http::{Ingest, IngestError, router};
 
 /// Runs the listener on `listener` until `shutdown` completes, then drains in-flight
@@ -37,14 +37,7 @@ pub async fn run(
         confirm_timeout: config.confirm_timeout(),
         connection_name: format!("alert-listener {}", std::process::id()),
     });
-    let ingest = Ingest::new(
-        publisher.clone(),
-        config.limits(),
-        config.max_body_bytes,
-        config.retry_after_seconds,
-    )
-    .with_api_keys(&config.api_keys, config.source_rate_limit);
-    let ingest = match ingest {
+    let ingest = match config.ingest.ingest(publisher.clone()) {
         Ok(ingest) => ingest,
         Err(error) => {
             publisher.close().await;

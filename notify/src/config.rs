@@ -18,25 +18,8 @@ pub struct Config {
     /// processor's prefix: the event log, windows and live channel live under it).
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// Origins allowed by CORS, comma separated; empty: same origin only.
-    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
-    /// Most locations one client may subscribe to.
-    #[arg(long, env = "MAX_LOCATIONS_PER_CLIENT", default_value_t = 100)]
-    pub max_locations: usize,
-    /// Most events replayed to one client on resume (`since`, `Last-Event-ID`) and
-    /// most events `GET /api/events` answers; beyond it the client gets a snapshot.
-    #[arg(long, env = "REPLAY_LIMIT", default_value_t = 1000)]
-    pub replay_limit: u64,
-    /// Largest Socket.IO packet a client may send.
-    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 16 * 1024)]
-    pub max_payload_bytes: u64,
-    /// Packets buffered per client before it counts as too slow and is disconnected.
-    #[arg(long, env = "CLIENT_BUFFER", default_value_t = 256)]
-    pub client_buffer: usize,
-    /// How often the live feed is compared with the event log to find gaps.
-    #[arg(long, env = "GAP_CHECK_MS", default_value_t = 1000)]
-    pub gap_check_ms: u64,
+    #[command(flatten)]
+    pub clients: ClientArgs,
     /// On SIGTERM, how long clients and requests get to finish.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
     pub shutdown_timeout_seconds: u64,
@@ -54,7 +37,33 @@ impl Config {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_seconds)
     }
+}
 
+/// What notify offers clients, and its limits: shared by the standalone mode.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Origins allowed by CORS, comma separated; empty: same origin only.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Most locations one client may subscribe to.
+    #[arg(long, env = "MAX_LOCATIONS_PER_CLIENT", default_value_t = 100)]
+    pub max_locations_per_client: usize,
+    /// Most events replayed to one client on resume (`since`, `Last-Event-ID`) and
+    /// most events `GET /api/events` answers; beyond it the client gets a snapshot.
+    #[arg(long, env = "REPLAY_LIMIT", default_value_t = 1000)]
+    pub replay_limit: u64,
+    /// Largest Socket.IO packet a client may send.
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 16 * 1024)]
+    pub max_payload_bytes: u64,
+    /// Packets buffered per client before it counts as too slow and is disconnected.
+    #[arg(long, env = "CLIENT_BUFFER", default_value_t = 256)]
+    pub client_buffer: usize,
+    /// How often the live feed is compared with the event log to find gaps.
+    #[arg(long, env = "GAP_CHECK_MS", default_value_t = 1000)]
+    pub gap_check_ms: u64,
+}
+
+impl ClientArgs {
     pub fn gap_check(&self) -> Duration {
         Duration::from_millis(self.gap_check_ms.max(10))
     }

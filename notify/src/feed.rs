@@ -1,4 +1,4 @@
-//! The live feed: Redis pub/sub for speed, the event log for completeness.
+//! The live feed: pub/sub for speed, the event log for completeness.
 //!
 //! # Gap detection
 //! Every live message carries its event's log offset. The hub remembers the offset
@@ -18,13 +18,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use alert_redis::parse_live_message;
-use fred::{
-    clients::SubscriberClient,
-    interfaces::{ClientLike, EventInterface},
-    types::Message,
-};
-use tokio::sync::{broadcast::error::RecvError, watch};
+use alert_core::{LiveFeed, LiveSignal, StateError};
+use tokio::sync::watch;
 
 use crate::hub::{Hub, Position, compare_offsets};
 
@@ -32,7 +27,7 @@ const PAGE: u64 = 500;
 
 /// Sets the hub's position to the newest event in the log: events before this pod
 /// started are history, reachable with `since`, not live news.
-pub(crate) async fn start_position(hub: &Hub) -> Result<(), fred::error::Error> {
+pub(crate) async fn start_position(hub: &Hub) -> Result<(), StateError> {
     let newest = hub.store.latest_events(1).await?;
     let position = match newest.into_iter().next_back() {
         Some(event) => Position {
@@ -48,80 +43,82 @@ pub(crate) async fn start_position(hub: &Hub) -> Result<(), fred::error::Error> 
     Ok(())
 }
 
+/// The feed's view of the log: `suspect` while the log may hold events not fanned
+/// out (live events then wait for a catch-up: they are in the log too); `check` to
+/// try that catch-up now.
+struct Gap {
+    suspect: bool,
+    check: bool,
+}
+
+impl Gap {
+    /// Handles one signal; false when the feed has ended.
+    fn on(&mut self, hub: &Hub, signal: LiveSignal) -> bool {
+        match signal {
+            // While suspect, a live event is not fanned out ahead of the events before
+            // it; the catch-up reads it from the log in order.
+            LiveSignal::Event(event) if !self.suspect => {
+                hub.publish(&event);
+            }
+            LiveSignal::Event(_) => {}
+            LiveSignal::Lagged => {
+                tracing::warn!("live feed lagged; filling from the log");
+                (self.suspect, self.check) = (true, true);
+            }
+            LiveSignal::Reconnected => {
+                tracing::info!("live feed (re)connected; checking the log for missed events");
+                (self.suspect, self.check) = (true, true);
+            }
+            LiveSignal::Lost => {
+                hub.set_feed_up(false);
+                self.suspect = true;
+            }
+            LiveSignal::Closed => {
+                tracing::error!("live feed closed");
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// Runs the feed until `closing` turns true.
 pub(crate) async fn run(
     hub: Arc<Hub>,
-    subscriber: SubscriberClient,
+    mut live: Box<dyn LiveFeed>,
     gap_check: Duration,
     mut closing: watch::Receiver<bool>,
 ) {
-    let mut messages = subscriber.message_rx();
-    let mut reconnects = subscriber.reconnect_rx();
-    let mut errors = subscriber.error_rx();
     let mut tick = tokio::time::interval(gap_check);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // `suspect`: the log may hold events the feed has not fanned out; live messages
-    // wait for a successful catch-up (they are in the log too). `check`: try now.
-    let (mut suspect, mut check) = (true, true);
+    let mut gap = Gap {
+        suspect: true,
+        check: true,
+    };
     loop {
-        if check {
-            check = false;
-            // Take the live messages already here first, so an event merely in
-            // flight is not counted as a gap (it would be harmless: dropped as a
-            // duplicate, but the gap metrics would lie).
-            while !suspect && let Ok(message) = messages.try_recv() {
-                live(&hub, &message);
+        if gap.check {
+            gap.check = false;
+            // Take the live events already here first, so an event merely in flight
+            // is not counted as a gap (it would be harmless: dropped as a duplicate,
+            // but the gap metrics would lie).
+            while !gap.suspect
+                && let Some(signal) = live.try_next()
+            {
+                if !gap.on(&hub, signal) {
+                    break;
+                }
             }
-            suspect = !catch_up(&hub).await;
-            hub.set_feed_up(!suspect && subscriber.is_connected());
+            gap.suspect = !catch_up(&hub).await;
+            hub.set_feed_up(!gap.suspect && live.is_connected());
         }
         tokio::select! {
             _ = closing.wait_for(|closing| *closing) => break,
-            message = messages.recv() => match message {
-                // While suspect, a live message is not fanned out ahead of the events
-                // before it; the catch-up reads it from the log in order.
-                Ok(message) if !suspect => live(&hub, &message),
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "live feed buffer overflowed; filling from the log");
-                    (suspect, check) = (true, true);
-                }
-                Err(RecvError::Closed) => {
-                    tracing::error!("live feed closed");
-                    break;
-                }
-            },
-            reconnect = reconnects.recv() => {
-                if reconnect.is_ok() {
-                    tracing::info!("live feed (re)connected; checking the log for missed events");
-                }
-                (suspect, check) = (true, true);
-            }
-            error = errors.recv() => {
-                if let Ok((error, _)) = error {
-                    tracing::warn!(%error, "live feed connection lost; reconnecting");
-                }
-                hub.set_feed_up(false);
-                suspect = true;
-            }
-            _ = tick.tick() => check = true,
+            signal = live.next() => if !gap.on(&hub, signal) { break },
+            _ = tick.tick() => gap.check = true,
         }
     }
     hub.set_feed_up(false);
-    let _ = subscriber.quit().await;
-}
-
-fn live(hub: &Hub, message: &Message) {
-    let Some(payload) = message.value.as_str() else {
-        tracing::error!("live message that is not a string");
-        return;
-    };
-    match parse_live_message(&payload) {
-        Ok(event) => {
-            hub.publish(&event);
-        }
-        Err(error) => tracing::error!(%error, "unreadable live message"),
-    }
+    live.close().await;
 }
 
 /// Fans out every event of the log after the hub's position. Returns false when the
@@ -145,7 +142,7 @@ async fn catch_up(hub: &Hub) -> bool {
     }
 }
 
-async fn fill(hub: &Hub) -> Result<u64, fred::error::Error> {
+async fn fill(hub: &Hub) -> Result<u64, StateError> {
     let Some(newest) = hub.store.latest_events(1).await?.pop() else {
         return Ok(0);
     };

@@ -2,8 +2,7 @@
 
 use std::{convert::Infallible, sync::Arc};
 
-use alert_core::Event;
-use alert_redis::HistoryEntry;
+use alert_core::{Event, HistoryEntry, StateError};
 use axum::{
     Json, Router,
     extract::{Query, State},
@@ -52,9 +51,9 @@ pub(crate) enum ApiError {
     /// The client must fix the request: 400.
     #[error("{0}")]
     Invalid(String),
-    /// Redis is unreachable: 503; retry, or another pod.
+    /// The state backend (Redis) is unreachable: 503; retry, or another pod.
     #[error("temporarily unavailable")]
-    Unavailable(#[from] fred::error::Error),
+    Unavailable(#[from] StateError),
 }
 
 impl IntoResponse for ApiError {
@@ -62,7 +61,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(error) => {
-                tracing::warn!(%error, "cannot read Redis for a request");
+                tracing::warn!(%error, "cannot read the state for a request");
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };

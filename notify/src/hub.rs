@@ -11,8 +11,7 @@ use std::{
     time::Duration,
 };
 
-use alert_core::{Event, Window};
-use alert_redis::Store;
+use alert_core::{Event, EventLog, StateError, Window};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -104,7 +103,7 @@ pub(crate) struct Limits {
 }
 
 pub(crate) struct Hub {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn EventLog>,
     pub(crate) io: SocketIo,
     pub(crate) metrics: Metrics,
     pub(crate) limits: Limits,
@@ -116,7 +115,12 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(store: Store, io: SocketIo, limits: Limits, sse_buffer: usize) -> Hub {
+    pub(crate) fn new(
+        store: Arc<dyn EventLog>,
+        io: SocketIo,
+        limits: Limits,
+        sse_buffer: usize,
+    ) -> Hub {
         Hub {
             store,
             io,
@@ -262,12 +266,12 @@ impl Hub {
     ///
     /// Windows change only through events, so the answer for all locations is
     /// shared by every request whose position it covers: a reconnect storm of
-    /// default clients costs one Redis read per event, not one per client.
+    /// default clients costs one state read per event, not one per client.
     pub(crate) async fn active(
         &self,
         locations: Option<&[String]>,
         at: &Position,
-    ) -> Result<Windows, fred::error::Error> {
+    ) -> Result<Windows, StateError> {
         if locations.is_some() {
             return Ok(Windows(Arc::new(self.store.active(locations).await?)));
         }
@@ -277,7 +281,7 @@ impl Hub {
         {
             return Ok(windows.clone());
         }
-        // Whatever Redis holds now is at least as new as this position.
+        // Whatever the state holds now is at least as new as this position.
         let read_at = self.position().offset;
         let windows = Windows(Arc::new(self.store.active(None).await?));
         *cached = Some((read_at, windows.clone()));
@@ -291,7 +295,7 @@ impl Hub {
         since: &Since,
         upto: &Position,
         locations: Option<&[String]>,
-    ) -> Result<Replay, fred::error::Error> {
+    ) -> Result<Replay, StateError> {
         let lost = Replay {
             missed: Vec::new(),
             recovered: false,

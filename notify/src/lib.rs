@@ -1,11 +1,12 @@
 //! `alert-notify`: fans the broadcaster's events out to clients.
 //!
 //! # Data flow
-//! The processor appends every event to the Redis event log (a stream; the entry id
-//! is the event's `offset`) and publishes it on the live channel in the same atomic
-//! script. [`feed`] subscribes to the channel, fills any gap from the log (see its
-//! docs for how gaps are found) and hands each event, in offset order and once, to
-//! the hub, which serialises it once and sends it to:
+//! The processor appends every event to the event log (a stream; the entry id is the
+//! event's `offset`) and publishes it on the live channel in the same atomic script.
+//! [`alert_core::state`] is the boundary: Redis here ([`run`]), in-process state in
+//! standalone mode (which calls [`serve`]). [`feed`] subscribes to the channel, fills
+//! any gap from the log (see its docs for how gaps are found) and hands each event, in
+//! offset order and once, to the hub, which serialises it once and sends it to:
 //! - Socket.IO clients (default namespace, event `alert`): the room of the event's
 //!   location, plus the clients that subscribed to nothing (they get everything);
 //! - Server-Sent Events streams (`GET /api/stream`).
@@ -43,17 +44,14 @@ mod socket;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use alert_redis::{Store, StoreSettings};
+use alert_core::{EventLog, LiveFeed, StateError};
+use alert_redis::{LiveSubscriber, Store, StoreSettings};
 use axum::http::{HeaderValue, Method, header};
-use fred::{
-    interfaces::{ClientLike, PubsubInterface},
-    prelude::{Builder, Config as RedisConfig, ReconnectPolicy},
-};
 use socketioxide::SocketIo;
 use tokio::{net::TcpListener, sync::watch};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-pub use config::Config;
+pub use config::{ClientArgs, Config};
 
 /// Why notify could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +60,9 @@ pub enum RunError {
     /// restart until Redis is up.
     #[error("redis: {0}")]
     Redis(#[from] fred::error::Error),
+    /// The state could not be read at start.
+    #[error("state: {0}")]
+    State(StateError),
     /// A bad `CORS_ORIGINS` entry: fix the configuration.
     #[error("invalid CORS origin {0:?}")]
     Cors(String),
@@ -69,8 +70,14 @@ pub enum RunError {
     Io(#[from] std::io::Error),
 }
 
-/// Runs notify on `listener` until `shutdown` completes, then closes client
-/// connections (so they reconnect elsewhere) and drains.
+/// Where notify reads events from: the state and its live feed.
+pub struct Backend {
+    pub log: Arc<dyn EventLog>,
+    pub live: Box<dyn LiveFeed>,
+}
+
+/// Runs notify over Redis on `listener` until `shutdown` completes, then closes
+/// client connections (so they reconnect elsewhere) and drains.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -79,58 +86,68 @@ pub async fn run(
     let url = config.redis.redis_url.expose();
     let keys = config.redis.keys();
     let store = Store::connect(url, keys.clone(), StoreSettings::default()).await?;
-    let subscriber = Builder::from_config(RedisConfig::from_url(url)?)
-        .with_connection_config(|connection| {
-            connection.connection_timeout = Duration::from_secs(5);
-            connection.internal_command_timeout = Duration::from_secs(5);
-        })
-        .with_performance_config(|performance| {
-            performance.broadcast_channel_capacity = 8192;
-        })
-        .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
-        .build_subscriber_client()?;
-    subscriber.init().await?;
-    let _resubscriber = subscriber.manage_subscriptions();
-    subscriber.subscribe(keys.live()).await?;
+    let live = LiveSubscriber::connect(url, &keys).await?;
+    tracing::info!(prefix = %config.redis.redis_prefix, "notify reading Redis");
+    let backend = Backend {
+        log: Arc::new(store),
+        live: Box::new(live),
+    };
+    serve(
+        backend,
+        &config.clients,
+        listener,
+        shutdown,
+        config.shutdown_timeout(),
+    )
+    .await
+}
 
-    let cors = cors(&config.cors_origins)?;
+/// Serves clients from `backend` on `listener` until `shutdown` completes, then
+/// closes client connections and drains within `drain`.
+pub async fn serve(
+    backend: Backend,
+    settings: &ClientArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> Result<(), RunError> {
+    let cors = cors(&settings.cors_origins)?;
     let (layer, io) = SocketIo::builder()
-        .max_buffer_size(config.client_buffer)
-        .max_payload(config.max_payload_bytes)
+        .max_buffer_size(settings.client_buffer)
+        .max_payload(settings.max_payload_bytes)
         .build_layer();
     let limits = hub::Limits {
-        max_locations: config.max_locations,
-        replay_limit: config.replay_limit,
+        max_locations: settings.max_locations_per_client,
+        replay_limit: settings.replay_limit,
     };
     let hub = Arc::new(hub::Hub::new(
-        store,
+        backend.log,
         io.clone(),
         limits,
-        config.client_buffer * 16,
+        settings.client_buffer * 16,
     ));
-    feed::start_position(&hub).await?;
+    feed::start_position(&hub).await.map_err(RunError::State)?;
     socket::register(hub.clone());
 
     let (closing_tx, closing) = watch::channel(false);
     let feed = tokio::spawn(feed::run(
         hub.clone(),
-        subscriber,
-        config.gap_check(),
+        backend.live,
+        settings.gap_check(),
         closing.clone(),
     ));
     let mut router = http::router(hub.clone(), closing).layer(layer);
     if let Some(cors) = cors {
         router = router.layer(cors);
     }
-    tracing::info!(addr = %listener.local_addr()?, prefix = %config.redis.redis_prefix, "notify serving");
+    tracing::info!(addr = %listener.local_addr()?, "notify serving");
     let shutdown = async move {
         shutdown.await;
         tracing::info!("closing client connections");
         let _ = closing_tx.send(true);
         tokio::spawn(async move { io.close().await });
     };
-    let served =
-        alert_core::shutdown::serve(listener, router, shutdown, config.shutdown_timeout()).await;
+    let served = alert_core::shutdown::serve(listener, router, shutdown, drain).await;
     let _ = feed.await;
     served?;
     Ok(())

@@ -180,7 +180,7 @@ async fn on_connect(hub: Arc<Hub>, socket: SocketRef, auth: Subscription) {
             }
             None => (None, None),
         };
-        Ok::<_, fred::error::Error>(Snapshot {
+        Ok::<_, alert_core::StateError>(Snapshot {
             epoch: position.epoch.clone(),
             offset: position.offset.clone(),
             active,
@@ -196,7 +196,7 @@ async fn on_connect(hub: Arc<Hub>, socket: SocketRef, auth: Subscription) {
         }
         Err(error) => {
             // Without a snapshot the client could miss an open alert: let it retry,
-            // most likely on a pod whose Redis link is healthy.
+            // most likely on a pod whose state backend is healthy.
             tracing::warn!(%error, sid = %socket.id, "cannot build a snapshot; disconnecting");
             let _ = socket.disconnect();
         }
@@ -222,8 +222,8 @@ async fn subscribe(
     }
     let (position, ()) = hub.join_at_position(|| set_rooms(socket, &locations));
     let filter = as_filter(&locations);
-    let unavailable = |error: fred::error::Error| {
-        tracing::warn!(%error, "cannot read Redis for a subscribe");
+    let unavailable = |error: alert_core::StateError| {
+        tracing::warn!(%error, "cannot read the state for a subscribe");
         "temporarily unavailable; retry".to_owned()
     };
     let active = hub

@@ -7,12 +7,15 @@
 //!   publish, in a single round trip. It mirrors `alert_core::aggregate`.
 //! - [`Store`]: runs that script ([`Store::apply`], [`Store::close_due`]) and reads the
 //!   event log, the open windows and the history back as contract types.
+//! - [`LiveSubscriber`]: the live channel, as notify's feed.
 //! - [`Keys`]: every key and channel name, all under one configurable prefix.
 
+mod live;
 mod record;
 mod store;
 
-pub use record::{HistoryEntry, LogRecord, StoredWindow, parse_live_message};
+pub use live::LiveSubscriber;
+pub use record::{LogRecord, StoredWindow, parse_live_message};
 pub use store::{Applied, Closed, Keys, RedisArgs, Store, StoreSettings};
 
 /// Whether a Redis error may go away by itself (connection, timeout, server busy or

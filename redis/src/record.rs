@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use alert_core::{CloseReason, Event, EventDraft, EventType, Window, model::event_id};
+use alert_core::{
+    Change, CloseReason, Event, EventDraft, EventType, HistoryEntry, Window, model::event_id,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -84,21 +86,30 @@ pub fn parse_live_message(payload: &str) -> Result<Event, String> {
     Ok(record.into_event(offset))
 }
 
-/// One alert's effect on one location, newest first in `GET /api/history`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A history entry as the script stores it: times in milliseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HistoryEntry {
-    pub alert_id: Uuid,
+pub(crate) struct StoredHistory {
+    alert_id: Uuid,
     #[serde(rename = "type")]
-    pub alert_type: String,
-    #[serde(deserialize_with = "chrono::serde::ts_milliseconds::deserialize")]
-    pub start: DateTime<Utc>,
-    #[serde(deserialize_with = "chrono::serde::ts_milliseconds::deserialize")]
-    pub end: DateTime<Utc>,
-    #[serde(deserialize_with = "chrono::serde::ts_milliseconds::deserialize")]
-    pub processed_at: DateTime<Utc>,
-    /// opened, updated, merged or expired.
-    pub change: String,
+    alert_type: String,
+    start: i64,
+    end: i64,
+    processed_at: i64,
+    change: Change,
+}
+
+impl From<StoredHistory> for HistoryEntry {
+    fn from(stored: StoredHistory) -> Self {
+        HistoryEntry {
+            alert_id: stored.alert_id,
+            alert_type: stored.alert_type,
+            start: millis(stored.start),
+            end: millis(stored.end),
+            processed_at: millis(stored.processed_at),
+            change: stored.change,
+        }
+    }
 }
 
 pub(crate) fn millis(ms: i64) -> DateTime<Utc> {

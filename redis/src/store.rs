@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use alert_core::{Event, QueueMessage, Window};
+use alert_core::{Event, EventLog, HistoryEntry, QueueMessage, StateError, Window};
 use chrono::{DateTime, Utc};
 use fred::{
     prelude::*,
@@ -9,7 +9,7 @@ use fred::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::record::{HistoryEntry, LogRecord, StoredWindow};
+use crate::record::{LogRecord, StoredHistory, StoredWindow};
 
 const SCRIPT: &str = include_str!("aggregate.lua");
 
@@ -387,7 +387,8 @@ impl Store {
             .await?;
         Ok(raw
             .into_iter()
-            .filter_map(|json| serde_json::from_str(&json).ok())
+            .filter_map(|json| serde_json::from_str::<StoredHistory>(&json).ok())
+            .map(HistoryEntry::from)
             .collect())
     }
 
@@ -455,5 +456,33 @@ pub struct RedisArgs {
 impl RedisArgs {
     pub fn keys(&self) -> Keys {
         Keys::new(self.redis_prefix.clone())
+    }
+}
+
+/// Notify's view of the state, read from Redis.
+#[async_trait::async_trait]
+impl EventLog for Store {
+    async fn epoch(&self) -> Result<Option<String>, StateError> {
+        Ok(Store::epoch(self).await?)
+    }
+
+    async fn events_after(&self, offset: &str, limit: u64) -> Result<Vec<Event>, StateError> {
+        Ok(Store::events_after(self, offset, limit).await?)
+    }
+
+    async fn latest_events(&self, limit: u64) -> Result<Vec<Event>, StateError> {
+        Ok(Store::latest_events(self, limit).await?)
+    }
+
+    async fn log_bounds(&self) -> Result<Option<(String, String)>, StateError> {
+        Ok(Store::log_bounds(self).await?)
+    }
+
+    async fn active(&self, locations: Option<&[String]>) -> Result<Vec<Window>, StateError> {
+        Ok(Store::active(self, locations).await?)
+    }
+
+    async fn history(&self, location: &str, limit: u64) -> Result<Vec<HistoryEntry>, StateError> {
+        Ok(Store::history(self, location, limit).await?)
     }
 }

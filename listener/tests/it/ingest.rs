@@ -204,9 +204,9 @@ async fn metrics_count_requests_by_status() {
 async fn api_keys_authenticate_sources_and_rate_limit_them() {
     let mut config =
         crate::helpers::config(&crate::helpers::unique("auth"), crate::helpers::AMQP_URL);
-    config.api_keys = alert_core::Secret::new("sirens=sirens-key-0123456789");
-    config.source_rate_limit = 5.0;
-    config.max_batch = 10;
+    config.ingest.api_keys = alert_core::Secret::new("sirens=sirens-key-0123456789");
+    config.ingest.source_rate_limit = 5.0;
+    config.ingest.max_batch = 10;
     let app = TestApp::spawn(config).await;
     app.wait_ready().await;
     let post = |key: Option<&'static str>, body: serde_json::Value| {

@@ -29,7 +29,7 @@ pub(crate) fn config(prefix: &str, redis_url: &str) -> Config {
     config.redis.redis_url = alert_core::Secret::new(redis_url);
     config.redis.redis_prefix = prefix.to_owned();
     config.shutdown_timeout_seconds = 2;
-    config.gap_check_ms = 200;
+    config.clients.gap_check_ms = 200;
     config
 }
 

@@ -85,7 +85,7 @@ async fn too_many_locations_are_refused_with_an_error_not_a_disconnect() {
         &format!("{}:", crate::helpers::unique("limits")),
         crate::helpers::REDIS_URL,
     );
-    config.max_locations = 2;
+    config.clients.max_locations_per_client = 2;
     let app = TestApp::spawn(config).await;
     let mut client = app.client(json!({ "locations": ["A"] })).await;
     client.expect("snapshot").await;

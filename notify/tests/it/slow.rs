@@ -78,7 +78,7 @@ fn slow_disconnects(metrics: &str) -> f64 {
 #[tokio::test]
 async fn a_client_with_a_full_buffer_is_disconnected_and_resumes_without_a_gap() {
     let mut config = config(&format!("{}:", unique("slow")), crate::helpers::REDIS_URL);
-    config.client_buffer = 8;
+    config.clients.client_buffer = 8;
     let app = TestApp::spawn(config).await;
     let slow = Polling::connect(&app).await;
     let mut fast = app.client(json!({})).await;

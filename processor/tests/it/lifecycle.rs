@@ -81,8 +81,8 @@ async fn alert_ended_before_processing_emits_nothing_but_is_in_history() {
     })
     .await;
     assert_eq!(
-        (history[0].alert_id, history[0].change.as_str()),
-        (old.id, "expired")
+        (history[0].alert_id, history[0].change),
+        (old.id, alert_core::Change::Expired)
     );
     assert!(
         env.events().await.is_empty(),

@@ -1,0 +1,75 @@
+//! The boundary between processing and fan-out: what notify reads and listens to.
+//! Redis implements it in production (`alert-redis`), in-process state in standalone
+//! mode (`alert-standalone`).
+//!
+//! The event log is ordered by `offset`, a string of the form `<ms>-<seq>` (a Redis
+//! stream id, which the in-process log imitates), and belongs to an `epoch`: when the
+//! epoch changes, offsets from before it mean nothing and clients resynchronise.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    aggregate::Change,
+    model::{Event, Window},
+};
+
+/// A backend failure; every one means "unavailable now, retry" to the caller.
+pub type StateError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One alert's effect on one location, newest first in `GET /api/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub alert_id: Uuid,
+    #[serde(rename = "type")]
+    pub alert_type: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub processed_at: DateTime<Utc>,
+    pub change: Change,
+}
+
+/// The readable state: the event log, the open windows and each location's history.
+#[async_trait::async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// The log's current epoch; `None` before the first event.
+    async fn epoch(&self) -> Result<Option<String>, StateError>;
+    /// Up to `limit` events after `offset`, oldest first.
+    async fn events_after(&self, offset: &str, limit: u64) -> Result<Vec<Event>, StateError>;
+    /// The newest `limit` events, oldest first.
+    async fn latest_events(&self, limit: u64) -> Result<Vec<Event>, StateError>;
+    /// Offsets of the oldest and newest events still in the log.
+    async fn log_bounds(&self) -> Result<Option<(String, String)>, StateError>;
+    /// The open windows, of `locations` only when given.
+    async fn active(&self, locations: Option<&[String]>) -> Result<Vec<Window>, StateError>;
+    /// A location's newest `limit` history entries, newest first.
+    async fn history(&self, location: &str, limit: u64) -> Result<Vec<HistoryEntry>, StateError>;
+}
+
+/// What the live feed delivers: events as they are appended, and the conditions under
+/// which some may have been missed (the reader then catches up from the log).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveSignal {
+    Event(Box<Event>),
+    /// The feed dropped messages (a local buffer overflowed).
+    Lagged,
+    /// The feed's connection came back: messages sent meanwhile were missed.
+    Reconnected,
+    /// The feed's connection was lost; `Reconnected` follows when it is back.
+    Lost,
+    /// The feed has ended for good.
+    Closed,
+}
+
+/// The live feed of appended events. Delivery is best effort: ordering and
+/// completeness come from the log, read after any signal other than `Event`.
+#[async_trait::async_trait]
+pub trait LiveFeed: Send + 'static {
+    async fn next(&mut self) -> LiveSignal;
+    /// A signal already received, without waiting.
+    fn try_next(&mut self) -> Option<LiveSignal>;
+    fn is_connected(&self) -> bool;
+    async fn close(&mut self);
+}
