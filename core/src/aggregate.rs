@@ -168,6 +168,10 @@ pub struct Aggregator {
     references: HashMap<String, (Vec<Joined>, DateTime<Utc>)>,
     #[serde(with = "milliseconds")]
     dedupe_ttl: TimeDelta,
+    /// When expired dedupe keys were last dropped: at most once a second, since it
+    /// scans them all (expired keys count as absent anyway).
+    #[serde(skip)]
+    pruned_at: Option<DateTime<Utc>>,
 }
 
 mod milliseconds {
@@ -190,6 +194,7 @@ impl Aggregator {
             seen: HashMap::new(),
             references: HashMap::new(),
             dedupe_ttl,
+            pruned_at: None,
         }
     }
 
@@ -216,8 +221,14 @@ impl Aggregator {
         closes.sort_by(|a, b| {
             (a.window.end, &a.window.location).cmp(&(b.window.end, &b.window.location))
         });
-        self.seen.retain(|_, expires| *expires > now);
-        self.references.retain(|_, (_, expires)| *expires > now);
+        if self
+            .pruned_at
+            .is_none_or(|at| now - at >= TimeDelta::seconds(1))
+        {
+            self.seen.retain(|_, expires| *expires > now);
+            self.references.retain(|_, (_, expires)| *expires > now);
+            self.pruned_at = Some(now);
+        }
         closes
     }
 
@@ -264,6 +275,9 @@ impl Aggregator {
         }
         if let Some(reference) = &alert.reference {
             let entry = self.references.entry(reference.clone()).or_default();
+            if entry.1 <= now {
+                entry.0.clear(); // expired but not pruned yet: as if gone, like in Redis
+            }
             entry.0.extend(joined);
             entry.1 = now + self.dedupe_ttl;
         }

@@ -1,0 +1,63 @@
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use alert_core::telemetry::LogFormat;
+use alert_listener::IngestArgs;
+use alert_notify::ClientArgs;
+
+/// Standalone settings: every flag has an environment variable.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "alert-standalone",
+    version,
+    about = "The whole alert broadcaster in one process: ingest on :4000, clients and the \
+             live page on :4002, no RabbitMQ or Redis"
+)]
+pub struct Config {
+    /// Address of the ingest API (`POST /api/alerts`).
+    #[arg(long, env = "INGEST_LISTEN_ADDR", default_value = "0.0.0.0:4000")]
+    pub ingest_listen: SocketAddr,
+    /// Address for Socket.IO, SSE, REST and the live page.
+    #[arg(long, env = "CLIENTS_LISTEN_ADDR", default_value = "0.0.0.0:4002")]
+    pub clients_listen: SocketAddr,
+    /// Keep accepted alerts and open windows here, across restarts (a journal synced
+    /// before each 202, and snapshots). Without it everything is in memory only.
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Alerts accepted but not yet processed, at most; beyond it ingest answers 503.
+    #[arg(long, env = "QUEUE_CAPACITY", default_value_t = 100_000)]
+    pub queue_capacity: usize,
+    /// How long an alert UUID or idempotency key is remembered for dedupe.
+    #[arg(long, env = "DEDUPE_TTL_SECONDS", default_value_t = 86_400)]
+    pub dedupe_ttl_seconds: i64,
+    /// Events kept for replay (`since`, `Last-Event-ID`).
+    #[arg(long, env = "LOG_LEN", default_value_t = 100_000)]
+    pub log_len: usize,
+    /// Entries kept per location for `GET /api/history`.
+    #[arg(long, env = "HISTORY_LEN", default_value_t = 100)]
+    pub history_len: usize,
+    /// With `--data-dir`: how often the state is snapshotted (the journal is replayed
+    /// from the last snapshot on start).
+    #[arg(long, env = "SNAPSHOT_INTERVAL_MS", default_value_t = 1000)]
+    pub snapshot_interval_ms: u64,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+    #[command(flatten)]
+    pub clients: ClientArgs,
+    /// On SIGTERM, how long requests and clients get to finish.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub shutdown_timeout_seconds: u64,
+    /// `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults, as `alert-standalone` with no flags and no environment would use.
+    pub fn defaults() -> Self {
+        <Config as clap::Parser>::parse_from(["alert-standalone"])
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+}

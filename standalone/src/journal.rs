@@ -1,0 +1,279 @@
+//! The data directory: what makes a standalone restart lose nothing.
+//!
+//! - `journal-<first seq>.log`: every accepted message, one line each (`<seq>\t<json>`),
+//!   written and `fdatasync`ed before ingest answers 202. Writes from concurrent
+//!   requests are grouped into one sync (group commit) on a dedicated thread, which
+//!   then hands the batches to the processor in journal order.
+//! - `snapshot.json`: core's `Aggregator` (open windows, dedupe keys, references) and
+//!   the sequence number of the last message applied to it, replaced atomically.
+//!
+//! After each snapshot the journal starts a new segment and deletes the segments it
+//! covers. On start the snapshot is loaded and the messages after it are applied again
+//! (dedupe makes any already applied harmless). A torn last line (a crash mid-write,
+//! never acknowledged) is skipped. The event log is not kept: a restart starts a new
+//! epoch, so clients resynchronise from a snapshot.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+};
+
+use alert_core::{Aggregator, QueueMessage};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::queue::{Append, Batch};
+
+const SNAPSHOT: &str = "snapshot.json";
+/// Most appends grouped into one write and sync.
+const GROUP: usize = 1024;
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    applied: u64,
+    aggregator: &'a Aggregator,
+}
+
+#[derive(Deserialize)]
+struct Snapshot {
+    applied: u64,
+    aggregator: Aggregator,
+}
+
+/// The snapshot file's contents for `aggregator`, which has applied every message up
+/// to `applied`.
+pub(crate) fn encode_snapshot(
+    applied: u64,
+    aggregator: &Aggregator,
+) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&SnapshotRef {
+        applied,
+        aggregator,
+    })
+}
+
+/// Replaces the snapshot atomically: write aside, sync, rename, sync the directory.
+pub(crate) fn write_snapshot(dir: &Path, bytes: &[u8]) -> io::Result<()> {
+    let aside = dir.join(format!("{SNAPSHOT}.tmp"));
+    let mut file = File::create(&aside)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&aside, dir.join(SNAPSHOT))?;
+    sync_dir(dir)
+}
+
+pub(crate) enum Command {
+    Append(Append),
+    /// Everything up to this sequence number is in the snapshot.
+    Compact(u64),
+}
+
+/// What a data directory held.
+pub(crate) struct Recovered {
+    pub(crate) journal: Journal,
+    pub(crate) aggregator: Option<Aggregator>,
+    /// Accepted but not in the snapshot: to apply before anything new.
+    pub(crate) pending: Batch,
+}
+
+pub(crate) struct Journal {
+    dir: PathBuf,
+    segment: File,
+    /// Bytes in the current segment.
+    written: u64,
+    next_seq: u64,
+    buffer: Vec<u8>,
+}
+
+/// Opens (creating) the data directory and reads back what it holds.
+pub(crate) fn open(dir: &Path) -> io::Result<Recovered> {
+    fs::create_dir_all(dir)?;
+    let (applied, aggregator) = match fs::read(dir.join(SNAPSHOT)) {
+        Ok(bytes) => {
+            let snapshot: Snapshot = serde_json::from_slice(&bytes).map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {error}", dir.join(SNAPSHOT).display()),
+                )
+            })?;
+            (snapshot.applied, Some(snapshot.aggregator))
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => (0, None),
+        Err(error) => return Err(error),
+    };
+    let mut pending = Vec::new();
+    let mut last = applied;
+    for (_, path) in segments(dir)? {
+        for line in BufReader::new(File::open(&path)?).split(b'\n') {
+            match decode(&line?) {
+                Some((seq, message)) => {
+                    last = last.max(seq);
+                    if seq > applied {
+                        pending.push(message);
+                    }
+                }
+                None => tracing::warn!(path = %path.display(), "skipping a torn journal line"),
+            }
+        }
+    }
+    if !pending.is_empty() {
+        tracing::info!(messages = pending.len(), "recovering accepted messages");
+    }
+    Ok(Recovered {
+        journal: Journal::start(dir.to_owned(), last + 1)?,
+        aggregator,
+        pending: Batch {
+            messages: pending,
+            seq: last,
+            _room: None,
+        },
+    })
+}
+
+fn decode(line: &[u8]) -> Option<(u64, QueueMessage)> {
+    let tab = line.iter().position(|byte| *byte == b'\t')?;
+    let seq = std::str::from_utf8(&line[..tab]).ok()?.parse().ok()?;
+    Some((seq, serde_json::from_slice(&line[tab + 1..]).ok()?))
+}
+
+/// The journal segments, oldest first, with the first sequence number of each.
+fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let first = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_prefix("journal-")?.strip_suffix(".log"))
+            .and_then(|seq| seq.parse().ok());
+        if let Some(first) = first {
+            found.push((first, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Journal {
+    fn start(dir: PathBuf, next_seq: u64) -> io::Result<Journal> {
+        let segment = Journal::create_segment(&dir, next_seq)?;
+        Ok(Journal {
+            dir,
+            segment,
+            written: 0,
+            next_seq,
+            buffer: Vec::new(),
+        })
+    }
+
+    fn create_segment(dir: &Path, first: u64) -> io::Result<File> {
+        let segment = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("journal-{first:020}.log")))?;
+        sync_dir(dir)?;
+        Ok(segment)
+    }
+
+    /// Runs the journal on its own thread until every sender is gone.
+    pub(crate) fn spawn(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        processor: mpsc::UnboundedSender<Batch>,
+    ) -> io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                while let Some(first) = commands.blocking_recv() {
+                    let (mut appends, mut compact) = (Vec::new(), None);
+                    let mut next = Some(first);
+                    while let Some(command) = next.take() {
+                        match command {
+                            Command::Append(append) => appends.push(append),
+                            Command::Compact(applied) => compact = Some(applied),
+                        }
+                        if appends.len() < GROUP {
+                            next = commands.try_recv().ok();
+                        }
+                    }
+                    self.append(appends, &processor);
+                    if let Some(applied) = compact
+                        && let Err(error) = self.compact(applied)
+                    {
+                        tracing::error!(%error, "cannot compact the journal");
+                    }
+                }
+            })
+    }
+
+    /// Writes and syncs a group of batches; on success hands them to the processor
+    /// and answers their requests, otherwise answers with the error.
+    fn append(&mut self, mut appends: Vec<Append>, processor: &mpsc::UnboundedSender<Batch>) {
+        if appends.is_empty() {
+            return;
+        }
+        self.buffer.clear();
+        let mut seq = self.next_seq;
+        for append in &mut appends {
+            for message in &append.batch.messages {
+                let _ = write!(self.buffer, "{seq}\t");
+                serde_json::to_writer(&mut self.buffer, message).expect("messages serialise");
+                self.buffer.push(b'\n');
+                seq += 1;
+            }
+            append.batch.seq = seq - 1;
+        }
+        self.next_seq = seq;
+        let written = self
+            .segment
+            .write_all(&self.buffer)
+            .and_then(|()| self.segment.sync_data());
+        match written {
+            Ok(()) => {
+                self.written += self.buffer.len() as u64;
+                for Append { batch, done } in appends {
+                    let _ = processor.send(batch);
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot write the journal");
+                for append in appends {
+                    let _ = append.done.send(Err(format!("journal: {error}")));
+                }
+                // A partial write stays at the end of a closed segment, where it is
+                // skipped as torn.
+                if let Err(error) = self.rotate() {
+                    tracing::error!(%error, "cannot start a journal segment");
+                }
+            }
+        }
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.segment = Journal::create_segment(&self.dir, self.next_seq)?;
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Starts a new segment and deletes those holding only messages up to `applied`.
+    fn compact(&mut self, applied: u64) -> io::Result<()> {
+        if self.written > 0 {
+            self.rotate()?;
+        }
+        let segments = segments(&self.dir)?;
+        for pair in segments.windows(2) {
+            let (_, path) = &pair[0];
+            let (next_first, _) = pair[1];
+            if next_first <= applied + 1 {
+                fs::remove_file(path)?;
+            }
+        }
+        Ok(())
+    }
+}

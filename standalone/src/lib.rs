@@ -1,0 +1,146 @@
+//! `alert-standalone`: the whole broadcaster in one process, with no RabbitMQ and no
+//! Redis. The same code serves it as in the distributed services; only the backends
+//! behind core's boundaries change:
+//!
+//! | boundary | distributed | standalone |
+//! |---|---|---|
+//! | [`alert_core::AlertQueue`] | RabbitMQ quorum queue | [`MemoryQueue`]: bounded, journaled with `--data-dir` |
+//! | aggregation | `aggregate.lua` in Redis | core's `Aggregator` ([`State`]) |
+//! | [`alert_core::EventLog`] / [`alert_core::LiveFeed`] | Redis stream + pub/sub | [`State`]'s log and bus |
+//!
+//! Ingest is `alert_listener::router` on one port (4000), clients are
+//! `alert_notify::serve` on another (4002, with the live page at `/`).
+
+mod config;
+mod journal;
+mod processor;
+mod queue;
+mod state;
+
+use std::{future::Future, sync::Arc};
+
+use alert_core::Aggregator;
+use alert_notify::Backend;
+use chrono::TimeDelta;
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+};
+
+pub use config::Config;
+pub use queue::MemoryQueue;
+pub use state::{State, StateSettings};
+
+/// Runs until `shutdown` completes: ingest and clients stop and drain, the processor
+/// applies what was accepted, and with a data directory saves a last snapshot.
+pub async fn run(
+    config: Config,
+    ingest_listener: TcpListener,
+    clients_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let dedupe_ttl = TimeDelta::seconds(config.dedupe_ttl_seconds);
+    let settings = StateSettings {
+        dedupe_ttl,
+        log_len: config.log_len,
+        history_len: config.history_len,
+    };
+    // Room for at least one full request, or it could never be accepted.
+    let capacity = config.queue_capacity.max(config.ingest.max_batch);
+    let (to_processor, batches) = mpsc::unbounded_channel();
+    let (state, queue, persist) = match &config.data_dir {
+        Some(dir) => {
+            let recovered = journal::open(dir)?;
+            let aggregator = recovered
+                .aggregator
+                .unwrap_or_else(|| Aggregator::new(dedupe_ttl));
+            if !recovered.pending.messages.is_empty() {
+                to_processor.send(recovered.pending)?;
+            }
+            let (commands, journal_rx) = mpsc::channel(1024);
+            recovered.journal.spawn(journal_rx, to_processor)?;
+            let queue = MemoryQueue::new(capacity, queue::Route::Journal(commands.clone()));
+            let persist = processor::Persist {
+                dir: dir.clone(),
+                journal: commands,
+                interval: std::time::Duration::from_millis(config.snapshot_interval_ms.max(10)),
+            };
+            (State::new(aggregator, settings), queue, Some(persist))
+        }
+        None => {
+            let queue = MemoryQueue::new(capacity, queue::Route::Processor(to_processor));
+            (
+                State::new(Aggregator::new(dedupe_ttl), settings),
+                queue,
+                None,
+            )
+        }
+    };
+    let state = Arc::new(state);
+
+    let (stop_processor, processor_stop) = watch::channel(false);
+    let processor = tokio::spawn(processor::run(
+        state.clone(),
+        batches,
+        persist,
+        processor_stop,
+    ));
+    let ingest = config
+        .ingest
+        .ingest(queue)
+        .map_err(|error| anyhow::anyhow!("API_KEYS: {error}"))?;
+
+    let (closing_tx, closing) = watch::channel(false);
+    let closed = move || {
+        let mut closing = closing.clone();
+        async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
+    };
+    announce(&config, &ingest_listener, &clients_listener)?;
+    let ingest_server = tokio::spawn(alert_core::shutdown::serve(
+        ingest_listener,
+        alert_listener::router(Arc::new(ingest)),
+        closed(),
+        config.shutdown_timeout(),
+    ));
+    let backend = Backend {
+        log: state.clone(),
+        live: Box::new(state.subscribe()),
+    };
+    let clients = tokio::spawn({
+        let settings = config.clients.clone();
+        let closed = closed();
+        let drain = config.shutdown_timeout();
+        async move { alert_notify::serve(backend, &settings, clients_listener, closed, drain).await }
+    });
+
+    shutdown.await;
+    let _ = closing_tx.send(true);
+    // Everything accepted has reached the processor once ingest has drained.
+    let ingested = ingest_server.await?;
+    stop_processor.send_replace(true);
+    processor.await?;
+    let served = clients.await?;
+    ingested?;
+    served?;
+    Ok(())
+}
+
+fn announce(config: &Config, ingest: &TcpListener, clients: &TcpListener) -> std::io::Result<()> {
+    let host = |addr: std::net::SocketAddr| match addr.ip().is_unspecified() {
+        true => format!("localhost:{}", addr.port()),
+        false => addr.to_string(),
+    };
+    let (ingest, clients) = (host(ingest.local_addr()?), host(clients.local_addr()?));
+    let storage = match &config.data_dir {
+        Some(dir) => format!("state kept in {}", dir.display()),
+        None => "state in memory only (use --data-dir to keep it across restarts)".into(),
+    };
+    tracing::info!(
+        "alert broadcaster (standalone) ready\n  live page:   http://{clients}/\n  \
+         post alerts: http://{ingest}/api/alerts\n  API docs:    \
+         http://{ingest}/api/openapi.json\n  Socket.IO:   ws://{clients}/socket.io/\n  {storage}"
+    );
+    Ok(())
+}

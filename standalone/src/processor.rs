@@ -1,0 +1,136 @@
+//! The processor: applies accepted batches in order, closes windows when they end,
+//! and with a data directory snapshots the state and lets the journal shrink.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+
+use crate::{journal, queue::Batch, state::State};
+
+/// Most messages applied under one lock.
+const GROUP: usize = 1024;
+/// Longest sleep of the closer: new windows are noticed after each batch anyway.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+enum Wake {
+    Close,
+    Batch(Option<Batch>),
+    Snapshot,
+    Stop,
+}
+
+pub(crate) struct Persist {
+    pub(crate) dir: PathBuf,
+    pub(crate) journal: mpsc::Sender<journal::Command>,
+    pub(crate) interval: Duration,
+}
+
+/// Runs until `stop` turns true, then applies what is still queued and, with a data
+/// directory, saves a last snapshot.
+pub(crate) async fn run(
+    state: Arc<State>,
+    mut batches: mpsc::UnboundedReceiver<Batch>,
+    persist: Option<Persist>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut applied = 0;
+    let mut dirty = false;
+    let mut next_end = state.next_end();
+    let mut snapshots = tokio::time::interval(
+        persist
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |p| p.interval),
+    );
+    loop {
+        let until_end = next_end
+            .and_then(|end| (end - Utc::now()).to_std().ok())
+            .unwrap_or_default();
+        let close_wait = if next_end.is_some() {
+            until_end.min(MAX_SLEEP)
+        } else {
+            MAX_SLEEP
+        };
+        let wake = tokio::select! {
+            // Closes first: a steady stream of batches must not delay them.
+            biased;
+            _ = tokio::time::sleep(close_wait) => Wake::Close,
+            batch = batches.recv() => Wake::Batch(batch),
+            _ = snapshots.tick(), if persist.is_some() && dirty => Wake::Snapshot,
+            _ = stop.wait_for(|stop| *stop) => Wake::Stop,
+        };
+        match wake {
+            Wake::Close => {
+                let closed;
+                (closed, next_end) = state.close_due(Utc::now());
+                dirty |= closed > 0;
+            }
+            Wake::Batch(Some(batch)) => {
+                applied = apply(&state, batch, &mut batches).max(applied);
+                next_end = state.next_end();
+                dirty = true;
+            }
+            Wake::Snapshot => {
+                if let Some(persist) = &persist {
+                    dirty = !save(&state, persist, applied).await;
+                }
+            }
+            Wake::Batch(None) => break,
+            Wake::Stop => {
+                while let Ok(batch) = batches.try_recv() {
+                    applied = apply(&state, batch, &mut batches).max(applied);
+                }
+                break;
+            }
+        }
+    }
+    if let Some(persist) = &persist {
+        save(&state, persist, applied).await;
+    }
+}
+
+/// Applies `first` and whatever else is queued (up to `GROUP` messages) in one go;
+/// returns the journal sequence number reached. Dropping the batches frees their room
+/// in the queue.
+fn apply(state: &State, first: Batch, batches: &mut mpsc::UnboundedReceiver<Batch>) -> u64 {
+    let mut seq = first.seq;
+    let mut messages = first.messages;
+    while messages.len() < GROUP
+        && let Ok(batch) = batches.try_recv()
+    {
+        seq = seq.max(batch.seq);
+        messages.extend(batch.messages);
+    }
+    state.apply(&messages, Utc::now());
+    seq
+}
+
+/// Writes a snapshot and lets the journal drop what it covers; false on failure (the
+/// journal keeps everything, so nothing is lost, and the next tick retries).
+async fn save(state: &State, persist: &Persist, applied: u64) -> bool {
+    let bytes = match state.snapshot(applied) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the snapshot");
+            return false;
+        }
+    };
+    let dir = persist.dir.clone();
+    match tokio::task::spawn_blocking(move || journal::write_snapshot(&dir, &bytes)).await {
+        Ok(Ok(())) => {
+            let _ = persist
+                .journal
+                .send(journal::Command::Compact(applied))
+                .await;
+            true
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot write the snapshot");
+            false
+        }
+        Err(error) => {
+            tracing::error!(%error, "snapshot task failed");
+            false
+        }
+    }
+}
