@@ -5,6 +5,8 @@
 //! - [`Proxy`]: a TCP proxy a test can cut and restore, to play a broker or Redis
 //!   outage without stopping the shared server.
 //! - [`eventually`]: poll until a condition holds, with a deadline (never a bare sleep).
+//! - [`SioClient`]: a minimal Socket.IO client speaking the real protocol.
+//! - [`contract`]: the end-to-end contract cases every deployment mode must pass.
 
 use std::{
     future::Future,
@@ -20,6 +22,14 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::watch,
 };
+
+pub mod contract;
+mod sio;
+
+pub use sio::SioClient;
+
+/// How long a test waits for something that should happen in milliseconds.
+pub const WAIT: Duration = Duration::from_secs(10);
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
