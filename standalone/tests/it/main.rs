@@ -1,2 +1,4 @@
+mod backpressure;
 mod contract;
 mod helpers;
+mod restart;

@@ -1,0 +1,149 @@
+//! With `--data-dir`: kill -9 after accepting, restart, and nothing is lost: accepted
+//! alerts are applied, open windows are still open, and nothing is counted twice.
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use alert_testkit::{WAIT, eventually};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+struct Process {
+    child: Child,
+    ingest: SocketAddr,
+    clients: SocketAddr,
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+impl Process {
+    async fn start(data_dir: &std::path::Path, snapshot_interval_ms: u64) -> Process {
+        let (ingest, clients) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_alert-standalone"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("INGEST_LISTEN_ADDR", ingest.to_string())
+            .env("CLIENTS_LISTEN_ADDR", clients.to_string())
+            .env("SNAPSHOT_INTERVAL_MS", snapshot_interval_ms.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let process = Process {
+            child,
+            ingest,
+            clients,
+        };
+        eventually(WAIT, "standalone ready", || async {
+            let url = format!("http://{}/readyz", process.ingest);
+            let ready = reqwest::get(url).await.ok()?.status() == 200;
+            let url = format!("http://{}/readyz", process.clients);
+            (ready && reqwest::get(url).await.ok()?.status() == 200).then_some(())
+        })
+        .await;
+        process
+    }
+
+    async fn post(&self, body: Value) -> Vec<String> {
+        let url = format!("http://{}/api/alerts", self.ingest);
+        let response = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 202);
+        let ids: Value = response.json().await.unwrap();
+        ids["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn active(&self) -> Vec<Value> {
+        let url = format!("http://{}/api/active", self.clients);
+        let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        body["active"].as_array().unwrap().clone()
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL: no shutdown path runs
+        self.child.wait().unwrap();
+    }
+}
+
+fn alerts(prefix: &str, n: usize) -> Value {
+    let alerts: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({ "location": format!("{prefix} {i}"), "type": "Rocket Alert",
+                    "timestamp": Utc::now().to_rfc3339(), "duration": 30 })
+        })
+        .collect();
+    json!(alerts)
+}
+
+/// Waits until `process` shows exactly the windows in `expected` (location -> (id,
+/// alert count)).
+async fn windows_are(process: &Process, expected: &[(String, String, u64)]) {
+    let mut expected = expected.to_vec();
+    expected.sort();
+    eventually(WAIT, "the expected open windows", || async {
+        let mut found: Vec<(String, String, u64)> = process
+            .active()
+            .await
+            .iter()
+            .map(|w| {
+                (
+                    w["location"].as_str().unwrap().to_owned(),
+                    w["id"].as_str().unwrap().to_owned(),
+                    w["alertCount"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        found.sort();
+        (found == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn accepted_alerts_and_open_windows_survive_kill_9() {
+    let dir = std::env::temp_dir().join(alert_testkit::unique("standalone-data"));
+    let mut expected = Vec::new();
+
+    // 1. No snapshot is ever taken: everything comes back from the journal.
+    let first = Process::start(&dir, 3_600_000).await;
+    let ids = first.post(alerts("journal", 200)).await;
+    for (i, id) in ids.iter().enumerate() {
+        expected.push((format!("journal {i}"), id.clone(), 1));
+    }
+    first.kill();
+
+    // 2. Restarted: the same windows (same ids, counted once). Then a second alert
+    // joins one, a snapshot is taken, more are accepted, and it is killed again.
+    let second = Process::start(&dir, 50).await;
+    windows_are(&second, &expected).await;
+    let joined = second
+        .post(json!({ "location": "journal 0", "type": "Earthquake",
+                      "timestamp": Utc::now().to_rfc3339(), "duration": 30 }))
+        .await;
+    assert_eq!(joined.len(), 1);
+    expected[0].2 = 2;
+    tokio::time::sleep(Duration::from_millis(300)).await; // a few snapshots
+    let ids = second.post(alerts("after snapshot", 100)).await;
+    for (i, id) in ids.iter().enumerate() {
+        expected.push((format!("after snapshot {i}"), id.clone(), 1));
+    }
+    second.kill();
+
+    // 3. Snapshot plus the journal after it, with nothing applied twice.
+    let third = Process::start(&dir, 50).await;
+    windows_are(&third, &expected).await;
+    third.kill();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
