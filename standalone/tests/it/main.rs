@@ -1,4 +1,5 @@
 mod backpressure;
+mod browser;
 mod contract;
 mod helpers;
 mod restart;
