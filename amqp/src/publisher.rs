@@ -4,7 +4,7 @@ use std::sync::{
 };
 use std::time::Duration;
 
-use alert_core::{AlertQueue, QueueError, QueueMessage};
+use alert_core::{AlertQueue, QueueError, QueueMessage, encode_entry, queue::MESSAGES_PER_ENTRY};
 use futures::{StreamExt, future::try_join_all};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, Event,
@@ -106,11 +106,11 @@ impl Publisher {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        let mut pending = Vec::with_capacity(messages.len());
-        for message in messages {
-            let body = serde_json::to_vec(message).expect("queue messages always serialise");
+        let mut pending = Vec::with_capacity(messages.len().div_ceil(MESSAGES_PER_ENTRY));
+        for entry in messages.chunks(MESSAGES_PER_ENTRY) {
+            let body = encode_entry(entry);
             let published = channel
-                .basic_publish("".into(), queue.into(), options, &body, properties(message))
+                .basic_publish("".into(), queue.into(), options, &body, properties(entry))
                 .await;
             match published {
                 Ok(confirm) => pending.push(confirm),
@@ -170,14 +170,18 @@ impl AlertQueue for Publisher {
     }
 }
 
-fn properties(message: &QueueMessage) -> BasicProperties {
+/// An entry's properties; its headers describe the first message (the only one,
+/// unless a source posted a batch).
+fn properties(entry: &[QueueMessage]) -> BasicProperties {
+    let first = &entry[0];
     let mut headers = FieldTable::default();
-    let kind = match message {
+    let kind = match first {
         QueueMessage::Alert(_) => "alert",
         QueueMessage::Cancel(_) => "cancel",
     };
     headers.insert("kind".into(), AMQPValue::LongString(kind.into()));
-    if let Some(key) = message.idempotency_key() {
+    headers.insert("messages".into(), AMQPValue::LongUInt(entry.len() as u32));
+    if let Some(key) = first.idempotency_key() {
         headers.insert("idempotency-key".into(), AMQPValue::LongString(key.into()));
     }
     let now = std::time::SystemTime::now()
@@ -187,7 +191,7 @@ fn properties(message: &QueueMessage) -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/json".into())
-        .with_message_id(message.id().to_string().into())
+        .with_message_id(first.id().to_string().into())
         .with_timestamp(now)
         .with_app_id("alert-listener".into())
         .with_headers(headers)

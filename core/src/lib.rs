@@ -24,6 +24,6 @@ pub mod telemetry;
 pub use aggregate::{Aggregator, Change, Ingested, apply_alert, close, close_if_due};
 pub use input::{InvalidInput, Limits, RequestContext};
 pub use model::{Alert, Cancel, CloseReason, Event, EventDraft, EventType, QueueMessage, Window};
-pub use queue::{AlertQueue, QueueError};
+pub use queue::{AlertQueue, QueueError, decode_entry, encode_entry};
 pub use secret::Secret;
 pub use state::{EventLog, HistoryEntry, LiveFeed, LiveSignal, StateError};

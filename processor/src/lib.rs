@@ -2,10 +2,11 @@
 //! of each location.
 //!
 //! # Data flow
-//! RabbitMQ (manual ack, bounded prefetch) -> [`handle`] decodes the message and runs
-//! the aggregation script once ([`alert_redis::Store::apply`]: dedupe, window update,
+//! RabbitMQ (manual ack, bounded prefetch) -> the handler decodes each entry (one
+//! message, or a source's batch) and runs the aggregation script once per
+//! `APPLY_BATCH` messages ([`alert_redis::Store::apply_batch`]: dedupe, window update,
 //! close schedule, event log append and live publish, atomically) -> the delivery is
-//! acked only after Redis committed. A transient failure requeues (after a pause), a
+//! acked only after Redis committed all of its messages. A transient failure requeues (after a pause), a
 //! message that can never succeed is dead-lettered with the reason. Every processor also
 //! runs a closer ([`alert_redis::Store::close_due`]) that pops ended windows from the
 //! close schedule; each window closes exactly once however many processors run.
@@ -23,7 +24,7 @@ use std::{
 };
 
 use alert_amqp::{ConsumerConfig, Disposition, Incoming};
-use alert_core::QueueMessage;
+use alert_core::{QueueMessage, decode_entry};
 use alert_redis::{Applied, Store, is_transient};
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use tokio::{net::TcpListener, sync::watch};
@@ -98,6 +99,7 @@ async fn work(config: Config, health: Arc<Health>, stop: watch::Receiver<bool>) 
         store,
         health: health.clone(),
         retry_delay: Duration::from_millis(config.retry_delay_ms),
+        chunk: config.apply_batch.max(1),
         stop: stop.clone(),
     };
     alert_amqp::consume(consumer, health.consumer_connected.clone(), stop, |batch| {
@@ -146,6 +148,8 @@ struct Handler {
     health: Arc<Health>,
     /// First pause before retrying while Redis is away; doubles up to 5 s.
     retry_delay: Duration,
+    /// Most messages per script call.
+    chunk: usize,
     stop: watch::Receiver<bool>,
 }
 
@@ -155,6 +159,15 @@ enum Failure {
     Stopping,
     /// The script refused it: retrying cannot help.
     Rejected(fred::error::Error),
+}
+
+/// How bad a disposition is: a delivery takes the worst of its messages'.
+fn severity(disposition: &Disposition) -> u8 {
+    match disposition {
+        Disposition::Ack => 0,
+        Disposition::Requeue => 1,
+        Disposition::DeadLetter(_) => 2,
+    }
 }
 
 /// The ack policy, in one place. Applied (or a duplicate): ack. Redis away or busy: not
@@ -172,45 +185,52 @@ fn disposition(result: &Result<Vec<Applied>, Failure>) -> Disposition {
 }
 
 impl Handler {
-    /// Applies a batch of deliveries (one script call) and decides the fate of each.
+    /// Applies a batch of deliveries, each holding one or more messages, in script calls
+    /// of at most `chunk` messages, and decides the fate of each delivery: the worst of
+    /// its messages' (dead-letter, then requeue, then ack).
     async fn handle(&self, batch: Vec<Incoming>) -> Vec<Disposition> {
         let metrics = &self.health.metrics;
         let mut dispositions = vec![Disposition::Ack; batch.len()];
         let mut messages = Vec::with_capacity(batch.len());
-        let mut positions = Vec::with_capacity(batch.len());
-        for (position, incoming) in batch.iter().enumerate() {
-            match serde_json::from_slice::<QueueMessage>(&incoming.data) {
-                Ok(message) => {
-                    messages.push(message);
-                    positions.push(position);
+        let mut owners = Vec::with_capacity(batch.len());
+        for (delivery, incoming) in batch.iter().enumerate() {
+            match decode_entry(&incoming.data) {
+                Ok(decoded) => {
+                    owners.extend(std::iter::repeat_n(delivery, decoded.len()));
+                    messages.extend(decoded);
                 }
                 Err(error) => {
                     warn!(%error, "undecodable message; dead-lettering it");
                     metrics.messages.with_label_values(&["dead_lettered"]).inc();
-                    dispositions[position] =
+                    dispositions[delivery] =
                         Disposition::DeadLetter(format!("undecodable message: {error}"));
                 }
             }
         }
-        if messages.is_empty() {
-            return dispositions;
-        }
-        let result = self.apply(&messages).await;
-        if let Err(Failure::Rejected(error)) = &result
-            && messages.len() > 1
-        {
-            // One message broke the script: apply them one by one to find it. Those the
-            // failed call already applied are duplicates now, and change nothing.
-            warn!(%error, batch = messages.len(), "batch rejected; applying one by one");
-            for (message, position) in messages.iter().zip(positions) {
-                let single = self.apply(std::slice::from_ref(message)).await;
-                dispositions[position] = self.settle(std::slice::from_ref(message), &single);
+        let mut settle = |delivery: usize, disposition: Disposition| {
+            let current = &mut dispositions[delivery];
+            if severity(&disposition) > severity(current) {
+                *current = disposition;
             }
-            return dispositions;
-        }
-        let disposition = self.settle(&messages, &result);
-        for position in positions {
-            dispositions[position] = disposition.clone();
+        };
+        for (messages, owners) in messages.chunks(self.chunk).zip(owners.chunks(self.chunk)) {
+            let result = self.apply(messages).await;
+            if let Err(Failure::Rejected(error)) = &result
+                && messages.len() > 1
+            {
+                // One message broke the script: apply them one by one to find it. Those
+                // the failed call already applied are duplicates now, and change nothing.
+                warn!(%error, batch = messages.len(), "batch rejected; applying one by one");
+                for (message, owner) in messages.iter().zip(owners) {
+                    let single = self.apply(std::slice::from_ref(message)).await;
+                    settle(*owner, self.settle(std::slice::from_ref(message), &single));
+                }
+                continue;
+            }
+            let disposition = self.settle(messages, &result);
+            for owner in owners {
+                settle(*owner, disposition.clone());
+            }
         }
         dispositions
     }

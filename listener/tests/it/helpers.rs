@@ -6,7 +6,7 @@ use std::{
 use alert_core::{QueueMessage, Secret};
 use alert_listener::Config;
 use lapin::{
-    Channel, Connection,
+    BasicProperties, Channel, Connection,
     message::BasicGetMessage,
     options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions},
 };
@@ -140,25 +140,37 @@ pub(crate) async fn channel() -> (Connection, Channel) {
     (connection, channel)
 }
 
-/// Takes every message now in `queue` (acking them), in queue order.
-pub(crate) async fn take_all(queue: &str) -> Vec<(BasicGetMessage, QueueMessage)> {
+/// Takes every entry now in `queue` (acking them), in queue order, with its messages.
+pub(crate) async fn take_entries(queue: &str) -> Vec<(BasicGetMessage, Vec<QueueMessage>)> {
     let (_connection, channel) = channel().await;
     let mut taken = Vec::new();
-    while let Some(message) = channel
+    while let Some(entry) = channel
         .basic_get(queue.into(), BasicGetOptions::default())
         .await
         .unwrap()
     {
-        message
+        entry
             .delivery
             .acker
             .ack(BasicAckOptions::default())
             .await
             .unwrap();
-        let parsed: QueueMessage = serde_json::from_slice(&message.delivery.data).unwrap();
-        taken.push((message, parsed));
+        let messages = alert_core::decode_entry(&entry.delivery.data).unwrap();
+        taken.push((entry, messages));
     }
     taken
+}
+
+/// Every message now in `queue`, in queue order, with its entry's properties.
+pub(crate) async fn take_all(queue: &str) -> Vec<(BasicProperties, QueueMessage)> {
+    take_entries(queue)
+        .await
+        .into_iter()
+        .flat_map(|(entry, messages)| {
+            let properties = entry.delivery.properties.clone();
+            messages.into_iter().map(move |m| (properties.clone(), m))
+        })
+        .collect()
 }
 
 pub(crate) async fn delete_queues(queue: &str) {

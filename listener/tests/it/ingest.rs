@@ -2,7 +2,7 @@ use alert_core::QueueMessage;
 use lapin::types::AMQPValue;
 use serde_json::json;
 
-use crate::helpers::{TestApp, alert, ids, take_all};
+use crate::helpers::{TestApp, alert, ids, take_all, take_entries};
 
 #[tokio::test]
 async fn valid_alert_is_queued_persistent_with_its_uuid() {
@@ -12,7 +12,7 @@ async fn valid_alert_is_queued_persistent_with_its_uuid() {
 
     let queued = take_all(&app.queue).await;
     assert_eq!(queued.len(), 1);
-    let (message, parsed) = &queued[0];
+    let (properties, parsed) = &queued[0];
     assert_eq!(parsed.id(), accepted[0]);
     let QueueMessage::Alert(queued_alert) = parsed else {
         panic!("not an alert: {parsed:?}")
@@ -22,7 +22,6 @@ async fn valid_alert_is_queued_persistent_with_its_uuid() {
         queued_alert.end - queued_alert.start,
         chrono::TimeDelta::minutes(10)
     );
-    let properties = &message.delivery.properties;
     assert_eq!(properties.delivery_mode(), &Some(2), "persistent");
     assert_eq!(
         properties
@@ -49,11 +48,10 @@ async fn batch_is_queued_in_order() {
     let accepted = ids(app.post_json(&json!(batch)).await).await;
     assert_eq!(accepted.len(), 50);
 
-    let queued: Vec<_> = take_all(&app.queue)
-        .await
-        .into_iter()
-        .map(|(_, m)| m.id())
-        .collect();
+    // A source's batch is one queue entry: one broker message and one confirm.
+    let entries = take_entries(&app.queue).await;
+    assert_eq!(entries.len(), 1);
+    let queued: Vec<_> = entries[0].1.iter().map(|m| m.id()).collect();
     assert_eq!(queued, accepted);
     app.stop().await;
 }
@@ -82,9 +80,9 @@ async fn idempotency_key_travels_with_the_message_and_a_retry_gets_the_same_ids(
         2,
         "both are queued; the processor drops the second"
     );
-    for (message, parsed) in &queued {
+    for (properties, parsed) in &queued {
         assert_eq!(parsed.idempotency_key(), Some("hdr:retry-42"));
-        let headers = message.delivery.properties.headers().clone().unwrap();
+        let headers = properties.headers().clone().unwrap();
         let header = headers.inner().get("idempotency-key").cloned();
         assert_eq!(header, Some(AMQPValue::LongString("hdr:retry-42".into())));
     }

@@ -80,8 +80,11 @@ async fn crash_before_ack_loses_nothing_and_duplicates_nothing() {
             )
         })
         .collect();
-    env.publish(&alerts.iter().cloned().map(message).collect::<Vec<_>>())
-        .await;
+    // Twenty queue entries of five alerts each.
+    let messages: Vec<_> = alerts.iter().cloned().map(message).collect();
+    for entry in messages.chunks(5) {
+        env.publish(entry).await;
+    }
 
     let doomed = alert_amqp::connect(AMQP_URL, "doomed consumer")
         .await
@@ -100,11 +103,14 @@ async fn crash_before_ack_loses_nothing_and_duplicates_nothing() {
         )
         .await
         .unwrap();
-    for i in 0..100 {
+    for i in 0..20 {
         let delivery = consumer.next().await.unwrap().unwrap();
+        let taken = alert_core::decode_entry(&delivery.data).unwrap();
+        assert_eq!(taken.len(), 5);
         if i % 2 == 0 {
-            let taken: alert_core::QueueMessage = serde_json::from_slice(&delivery.data).unwrap();
-            env.store.apply(&taken, None).await.unwrap(); // committed, never acked
+            for message in &taken {
+                env.store.apply(message, None).await.unwrap(); // committed, never acked
+            }
         }
     }
     drop(consumer);

@@ -25,43 +25,41 @@ async fn a_flood_beyond_the_queue_gets_503s_and_every_accepted_alert_is_applied(
     let url = format!("http://{}/api/alerts", system.ingest);
     let http = reqwest::Client::new();
 
-    let posters = (0..POSTERS).map(|poster| {
-        let (http, url) = (http.clone(), url.clone());
-        tokio::spawn(async move {
-            let (mut accepted, mut refused) = (Vec::new(), Vec::new());
-            for request in 0..REQUESTS {
-                let batch: Vec<Value> = (0..ALERTS)
-                    .map(|alert| {
-                        let name = format!("flood {poster}/{request}/{alert}");
-                        let locations: Vec<String> =
-                            (0..LOCATIONS).map(|l| format!("{name} #{l}")).collect();
-                        json!({ "locations": locations, "type": "Rocket Alert",
+    let posters =
+        (0..POSTERS).map(|poster| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+                for request in 0..REQUESTS {
+                    let batch: Vec<Value> = (0..ALERTS)
+                        .map(|alert| {
+                            let name = format!("flood {poster}/{request}/{alert}");
+                            let locations: Vec<String> =
+                                (0..LOCATIONS).map(|l| format!("{name} #{l}")).collect();
+                            json!({ "locations": locations, "type": "Rocket Alert",
                                 "timestamp": Utc::now().to_rfc3339(), "duration": 10 })
-                    })
-                    .collect();
-                let response = http.post(&url).json(&batch).send().await.unwrap();
-                let status = response.status().as_u16();
-                let retry_after = response.headers().get("retry-after").cloned();
-                let body: Value = response.json().await.unwrap();
-                match status {
-                    202 => accepted.extend(
-                        body["ids"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .zip(&batch)
-                            .map(|(id, alert)| (id.as_str().unwrap().to_owned(), alert.clone())),
-                    ),
-                    503 => {
-                        assert!(retry_after.is_some(), "503 without Retry-After");
-                        refused.extend(batch);
+                        })
+                        .collect();
+                    let response = http.post(&url).json(&batch).send().await.unwrap();
+                    let status = response.status().as_u16();
+                    let retry_after = response.headers().get("retry-after").cloned();
+                    let body: Value = response.json().await.unwrap();
+                    match status {
+                        202 => {
+                            accepted.extend(body["ids"].as_array().unwrap().iter().zip(&batch).map(
+                                |(id, alert)| (id.as_str().unwrap().to_owned(), alert.clone()),
+                            ))
+                        }
+                        503 => {
+                            assert!(retry_after.is_some(), "503 without Retry-After");
+                            refused.extend(batch);
+                        }
+                        other => panic!("unexpected {other}: {body}"),
                     }
-                    other => panic!("unexpected {other}: {body}"),
                 }
-            }
-            (accepted, refused)
-        })
-    });
+                (accepted, refused)
+            })
+        });
     let (mut accepted, mut refused) = (Vec::new(), Vec::new());
     for poster in futures::future::join_all(posters).await {
         let (a, r) = poster.unwrap();
@@ -88,7 +86,12 @@ async fn a_flood_beyond_the_queue_gets_503s_and_every_accepted_alert_is_applied(
         .as_array()
         .unwrap()
         .iter()
-        .map(|w| (w["location"].as_str().unwrap().to_owned(), w["id"].as_str().unwrap().to_owned()))
+        .map(|w| {
+            (
+                w["location"].as_str().unwrap().to_owned(),
+                w["id"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     for (id, alert) in &accepted {
         for location in alert["locations"].as_array().unwrap() {
@@ -96,7 +99,10 @@ async fn a_flood_beyond_the_queue_gets_503s_and_every_accepted_alert_is_applied(
             assert!(windows.contains(&key), "accepted {key:?} not applied");
         }
     }
-    let opened: HashSet<&str> = windows.iter().map(|(location, _)| location.as_str()).collect();
+    let opened: HashSet<&str> = windows
+        .iter()
+        .map(|(location, _)| location.as_str())
+        .collect();
     for alert in &refused {
         let first = alert["locations"][0].as_str().unwrap();
         assert!(!opened.contains(first), "refused alert {first} was applied");

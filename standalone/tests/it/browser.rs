@@ -53,6 +53,10 @@ async fn the_live_page_shows_open_extended_closed_and_filtered_alerts() {
     let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|_| panic!("no JSON summary: {stdout}"));
     assert_eq!(summary["ok"], true, "{summary}");
-    assert!(screenshot.is_file(), "no screenshot at {}", screenshot.display());
+    assert!(
+        screenshot.is_file(),
+        "no screenshot at {}",
+        screenshot.display()
+    );
     system.stop().await;
 }

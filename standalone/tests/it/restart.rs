@@ -54,7 +54,12 @@ impl Process {
 
     async fn post(&self, body: Value) -> Vec<String> {
         let url = format!("http://{}/api/alerts", self.ingest);
-        let response = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+        let response = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 202);
         let ids: Value = response.json().await.unwrap();
         ids["ids"]
