@@ -56,6 +56,37 @@ async fn batch_is_queued_in_order() {
     app.stop().await;
 }
 
+/// Concurrent single-alert requests share queue entries (group commit), and each
+/// alert is queued exactly once.
+#[tokio::test]
+async fn concurrent_requests_share_queue_entries() {
+    let app = TestApp::ready("grouped").await;
+    let posts = (0..200).map(|i| {
+        let body = alert(&format!("Town {i}"));
+        let app = &app;
+        async move { ids(app.post_json(&body).await).await }
+    });
+    let mut accepted: Vec<_> = futures::future::join_all(posts)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let entries = take_entries(&app.queue).await;
+    let mut queued: Vec<_> = entries
+        .iter()
+        .flat_map(|(_, messages)| messages.iter().map(|m| m.id()))
+        .collect();
+    accepted.sort();
+    queued.sort();
+    assert_eq!(queued, accepted, "every alert queued once");
+    assert!(
+        entries.len() < 200,
+        "200 concurrent requests took {} entries",
+        entries.len()
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn idempotency_key_travels_with_the_message_and_a_retry_gets_the_same_ids() {
     let app = TestApp::ready("idempotency").await;
