@@ -198,6 +198,12 @@ impl Aggregator {
         }
     }
 
+    /// Remembers dedupe keys and references for `ttl` from now on (a restored
+    /// aggregator takes the configured value, not the one it was saved with).
+    pub fn set_dedupe_ttl(&mut self, ttl: TimeDelta) {
+        self.dedupe_ttl = ttl;
+    }
+
     pub fn ingest(&mut self, message: &QueueMessage, now: DateTime<Utc>) -> Ingested {
         if !self.remember(message, now) {
             return Ingested::Duplicate;

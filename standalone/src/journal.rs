@@ -80,6 +80,9 @@ pub(crate) struct Recovered {
 pub(crate) struct Journal {
     dir: PathBuf,
     segment: File,
+    /// A write failed and no fresh segment could be started: appending to this one
+    /// could glue onto a partial line, so every append fails until one can.
+    needs_segment: bool,
     /// Bytes in the current segment.
     written: u64,
     next_seq: u64,
@@ -104,8 +107,9 @@ pub(crate) fn open(dir: &Path) -> io::Result<Recovered> {
     };
     let mut pending = Vec::new();
     let mut last = applied;
-    for (_, path) in segments(dir)? {
-        for line in BufReader::new(File::open(&path)?).split(b'\n') {
+    let segments = segments(dir)?;
+    for (_, path) in &segments {
+        for line in BufReader::new(File::open(path)?).split(b'\n') {
             match decode(&line?) {
                 Some((seq, message)) => {
                     last = last.max(seq);
@@ -117,6 +121,9 @@ pub(crate) fn open(dir: &Path) -> io::Result<Recovered> {
             }
         }
     }
+    if let Some((_, newest)) = segments.last() {
+        cut_torn_tail(newest)?;
+    }
     if !pending.is_empty() {
         tracing::info!(messages = pending.len(), "recovering accepted messages");
     }
@@ -126,9 +133,26 @@ pub(crate) fn open(dir: &Path) -> io::Result<Recovered> {
         pending: Batch {
             messages: pending,
             seq: last,
-            _room: None,
+            room: None,
         },
     })
+}
+
+/// Cuts a partial last line (a write the crash interrupted, never acknowledged), so
+/// that appending to this segment cannot glue a new line onto it.
+fn cut_torn_tail(path: &Path) -> io::Result<()> {
+    let bytes = fs::read(path)?;
+    let whole = bytes
+        .iter()
+        .rposition(|byte| *byte == b'\n')
+        .map_or(0, |at| at + 1);
+    if whole < bytes.len() {
+        tracing::warn!(path = %path.display(), bytes = bytes.len() - whole, "cutting a torn journal tail");
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(whole as u64)?;
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 fn decode(line: &[u8]) -> Option<(u64, QueueMessage)> {
@@ -165,6 +189,7 @@ impl Journal {
         Ok(Journal {
             dir,
             segment,
+            needs_segment: false,
             written: 0,
             next_seq,
             buffer: Vec::new(),
@@ -217,6 +242,14 @@ impl Journal {
         if appends.is_empty() {
             return;
         }
+        if self.needs_segment
+            && let Err(error) = self.rotate()
+        {
+            for append in appends {
+                let _ = append.done.send(Err(format!("journal: {error}")));
+            }
+            return;
+        }
         self.buffer.clear();
         let mut seq = self.next_seq;
         for append in &mut appends {
@@ -248,6 +281,7 @@ impl Journal {
                 }
                 // A partial write stays at the end of a closed segment, where it is
                 // skipped as torn.
+                self.needs_segment = true;
                 if let Err(error) = self.rotate() {
                     tracing::error!(%error, "cannot start a journal segment");
                 }
@@ -258,6 +292,7 @@ impl Journal {
     fn rotate(&mut self) -> io::Result<()> {
         self.segment = Journal::create_segment(&self.dir, self.next_seq)?;
         self.written = 0;
+        self.needs_segment = false;
         Ok(())
     }
 
@@ -275,5 +310,56 @@ impl Journal {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alert_core::Alert;
+    use chrono::{TimeDelta, Utc};
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    fn alert(location: &str) -> QueueMessage {
+        let now = Utc::now();
+        QueueMessage::Alert(Alert::new(
+            location,
+            "Rocket Alert",
+            now,
+            now + TimeDelta::minutes(5),
+        ))
+    }
+
+    /// A crash mid-write leaves a partial line as the newest segment's tail; the next
+    /// acknowledged line must not be glued onto it (and then skipped as torn).
+    #[test]
+    fn a_torn_tail_is_cut_so_the_next_acknowledged_line_survives() {
+        let dir = std::env::temp_dir().join(format!("journal-test-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join(format!("journal-{:020}.log", 1)),
+            b"1\t{\"kind\":\"al",
+        )
+        .unwrap();
+
+        let recovered = open(&dir).unwrap();
+        assert!(recovered.pending.messages.is_empty());
+        let mut journal = recovered.journal;
+        let (processor, mut applied) = mpsc::unbounded_channel();
+        let (done, answer) = oneshot::channel();
+        let accepted = alert("Haifa");
+        let batch = Batch {
+            messages: vec![accepted.clone()],
+            seq: 0,
+            room: None,
+        };
+        journal.append(vec![Append { batch, done }], &processor);
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(()));
+        assert_eq!(applied.try_recv().unwrap().messages, vec![accepted.clone()]);
+        drop(journal);
+
+        assert_eq!(open(&dir).unwrap().pending.messages, vec![accepted]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -51,9 +51,10 @@ pub async fn run(
     let (state, queue, persist) = match &config.data_dir {
         Some(dir) => {
             let recovered = journal::open(dir)?;
-            let aggregator = recovered
+            let mut aggregator = recovered
                 .aggregator
                 .unwrap_or_else(|| Aggregator::new(dedupe_ttl));
+            aggregator.set_dedupe_ttl(dedupe_ttl);
             if !recovered.pending.messages.is_empty() {
                 to_processor.send(recovered.pending)?;
             }

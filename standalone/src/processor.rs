@@ -37,11 +37,12 @@ pub(crate) async fn run(
     let mut applied = 0;
     let mut dirty = false;
     let mut next_end = state.next_end();
-    let mut snapshots = tokio::time::interval(
-        persist
-            .as_ref()
-            .map_or(Duration::from_secs(3600), |p| p.interval),
-    );
+    let period = persist
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |p| p.interval);
+    let mut snapshots = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // After a quiet spell, one snapshot, not one per missed tick.
+    snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let until_end = next_end
             .and_then(|end| (end - Utc::now()).to_std().ok())
@@ -90,33 +91,35 @@ pub(crate) async fn run(
 }
 
 /// Applies `first` and whatever else is queued (up to `GROUP` messages) in one go;
-/// returns the journal sequence number reached. Dropping the batches frees their room
-/// in the queue.
+/// returns the journal sequence number reached. The batches free their room in the
+/// queue when dropped, after they are applied.
 fn apply(state: &State, first: Batch, batches: &mut mpsc::UnboundedReceiver<Batch>) -> u64 {
     let mut seq = first.seq;
     let mut messages = first.messages;
+    let mut rooms = vec![first.room];
     while messages.len() < GROUP
         && let Ok(batch) = batches.try_recv()
     {
         seq = seq.max(batch.seq);
         messages.extend(batch.messages);
+        rooms.push(batch.room);
     }
     state.apply(&messages, Utc::now());
+    drop(rooms);
     seq
 }
 
 /// Writes a snapshot and lets the journal drop what it covers; false on failure (the
 /// journal keeps everything, so nothing is lost, and the next tick retries).
 async fn save(state: &State, persist: &Persist, applied: u64) -> bool {
-    let bytes = match state.snapshot(applied) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            tracing::error!(%error, "cannot encode the snapshot");
-            return false;
-        }
-    };
+    let aggregator = state.aggregator();
     let dir = persist.dir.clone();
-    match tokio::task::spawn_blocking(move || journal::write_snapshot(&dir, &bytes)).await {
+    let written = tokio::task::spawn_blocking(move || {
+        let bytes =
+            journal::encode_snapshot(applied, &aggregator).map_err(std::io::Error::other)?;
+        journal::write_snapshot(&dir, &bytes)
+    });
+    match written.await {
         Ok(Ok(())) => {
             let _ = persist
                 .journal

@@ -16,8 +16,8 @@ pub(crate) struct Batch {
     pub(crate) messages: Vec<QueueMessage>,
     /// Journal sequence number of the last message (0 without a journal).
     pub(crate) seq: u64,
-    /// Frees the batch's room in the queue when the batch is dropped, after applying.
-    pub(crate) _room: Option<OwnedSemaphorePermit>,
+    /// The batch's room in the queue, freed when dropped, after applying.
+    pub(crate) room: Option<OwnedSemaphorePermit>,
 }
 
 /// A batch for the journal, and who waits for it to be on disk.
@@ -62,7 +62,7 @@ impl AlertQueue for MemoryQueue {
         let batch = Batch {
             messages: messages.to_vec(),
             seq: 0,
-            _room: Some(room),
+            room: Some(room),
         };
         match &self.route {
             Route::Processor(processor) => processor.send(batch).map_err(stopped),

@@ -120,10 +120,10 @@ impl State {
             .min()
     }
 
-    /// The data directory's snapshot of the aggregation state, which has applied
-    /// every journal message up to `applied`.
-    pub(crate) fn snapshot(&self, applied: u64) -> serde_json::Result<Vec<u8>> {
-        crate::journal::encode_snapshot(applied, &self.lock().aggregator)
+    /// A copy of the aggregation state, for the data directory's snapshot: copied under
+    /// the lock, encoded and written outside it.
+    pub(crate) fn aggregator(&self) -> Aggregator {
+        self.lock().aggregator.clone()
     }
 
     fn emit(&self, inner: &mut Inner, draft: EventDraft, now: DateTime<Utc>) {

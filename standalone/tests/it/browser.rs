@@ -19,7 +19,15 @@ async fn the_live_page_shows_open_extended_closed_and_filtered_alerts() {
         clients.join("node_modules/playwright-core").is_dir(),
         "playwright-core is not installed: run scripts/clients"
     );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    // playwright wants a path: $CHROMIUM (scripts/test sets it), else chromium on PATH.
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|dir| dir.join("chromium"))
+                .find(|path| path.is_file())
+        })
+        .expect("chromium is not installed: run scripts/browser");
     let artifacts = root.join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join("live-page.png");

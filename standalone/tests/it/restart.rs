@@ -76,9 +76,16 @@ impl Process {
         body["active"].as_array().unwrap().clone()
     }
 
-    fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL: no shutdown path runs
-        self.child.wait().unwrap();
+    /// SIGKILL: no shutdown path runs.
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -128,6 +135,7 @@ async fn accepted_alerts_and_open_windows_survive_kill_9() {
         expected.push((format!("journal {i}"), id.clone(), 1));
     }
     first.kill();
+    assert!(!dir.join("snapshot.json").exists(), "no snapshot in step 1");
 
     // 2. Restarted: the same windows (same ids, counted once). Then a second alert
     // joins one, a snapshot is taken, more are accepted, and it is killed again.
@@ -145,6 +153,11 @@ async fn accepted_alerts_and_open_windows_survive_kill_9() {
         expected.push((format!("after snapshot {i}"), id.clone(), 1));
     }
     second.kill();
+    assert!(dir.join("snapshot.json").exists());
+    assert!(
+        !dir.join(format!("journal-{:020}.log", 1)).exists(),
+        "the segment of step 1 is compacted away once snapshotted"
+    );
 
     // 3. Snapshot plus the journal after it, with nothing applied twice.
     let third = Process::start(&dir, 50).await;
