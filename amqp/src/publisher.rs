@@ -18,6 +18,8 @@ use tracing::{info, warn};
 use crate::Topology;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Requests waiting for a round, at most; beyond it publishes fail with `Full` (503).
+const MAX_WAITING: usize = 10_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
@@ -117,22 +119,32 @@ impl Publisher {
     /// Publishes `messages` in a round with whatever other requests are waiting.
     async fn publish_grouped(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
         let (done, outcome) = oneshot::channel();
-        self.inner
-            .waiting
-            .lock()
-            .expect("waiting lock poisoned")
-            .push_back(Request {
+        {
+            let mut waiting = self.inner.waiting.lock().expect("waiting lock poisoned");
+            // The broker is not keeping up (or blocks publishers): back off rather than
+            // queue without bound here.
+            if waiting.len() >= MAX_WAITING {
+                return Err(QueueError::Full);
+            }
+            waiting.push_back(Request {
                 messages: messages.to_vec(),
                 done,
             });
+        }
         // Every request starts one round and every round takes at least one waiting
         // request, so none is left behind. A task, so that a caller who goes away does
         // not cancel the others' publish.
         let publisher = self.clone();
         tokio::spawn(async move { publisher.round().await });
-        outcome
-            .await
-            .unwrap_or_else(|_| Err(QueueError::Unavailable("publisher stopped".into())))
+        // A round waits for a channel and then for the confirms (bounded by the confirm
+        // timeout); a broker that blocks publishers can stall it longer than that.
+        match tokio::time::timeout(self.inner.config.confirm_timeout * 2, outcome).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(QueueError::Unavailable("publisher stopped".into())),
+            Err(_) => Err(QueueError::NotConfirmed(
+                "no confirm from RabbitMQ in time".into(),
+            )),
+        }
     }
 
     async fn round(&self) {

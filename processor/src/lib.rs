@@ -213,8 +213,17 @@ impl Handler {
                 *current = disposition;
             }
         };
+        let mut stopping = false;
         for (messages, owners) in messages.chunks(self.chunk).zip(owners.chunks(self.chunk)) {
+            if stopping {
+                // Stopping with Redis away: the rest goes back untouched, in order.
+                for owner in owners {
+                    settle(*owner, Disposition::Requeue);
+                }
+                continue;
+            }
             let result = self.apply(messages).await;
+            stopping = matches!(result, Err(Failure::Stopping));
             if let Err(Failure::Rejected(error)) = &result
                 && messages.len() > 1
             {

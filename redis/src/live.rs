@@ -80,12 +80,17 @@ impl LiveFeed for LiveSubscriber {
                     }
                     Err(RecvError::Closed) => return LiveSignal::Closed,
                 },
-                reconnect = self.reconnects.recv() => if reconnect.is_ok() {
-                    return LiveSignal::Reconnected;
+                reconnect = self.reconnects.recv() => return match reconnect {
+                    Ok(_) | Err(RecvError::Lagged(_)) => LiveSignal::Reconnected,
+                    Err(RecvError::Closed) => LiveSignal::Closed,
                 },
-                error = self.errors.recv() => if let Ok((error, _)) = error {
-                    tracing::warn!(%error, "live feed connection lost; reconnecting");
-                    return LiveSignal::Lost;
+                error = self.errors.recv() => return match error {
+                    Ok((error, _)) => {
+                        tracing::warn!(%error, "live feed connection lost; reconnecting");
+                        LiveSignal::Lost
+                    }
+                    Err(RecvError::Lagged(_)) => LiveSignal::Lost,
+                    Err(RecvError::Closed) => LiveSignal::Closed,
                 },
             }
         }
