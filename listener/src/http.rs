@@ -65,11 +65,19 @@ impl<Q: AlertQueue> Ingest<Q> {
 /// The listener's routes.
 pub fn router<Q: AlertQueue>(ingest: Arc<Ingest<Q>>) -> Router {
     Router::new()
-        .route("/api/alerts", post(post_alerts::<Q>))
         .route("/api/openapi.json", get(openapi))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz::<Q>))
         .route("/metrics", get(metrics::<Q>))
+        .with_state(ingest.clone())
+        .merge(ingest_router(ingest))
+}
+
+/// `POST /api/alerts` alone, for serving beside other routes (standalone mode serves
+/// it on the clients' port too, so the live page can post same-origin).
+pub fn ingest_router<Q: AlertQueue>(ingest: Arc<Ingest<Q>>) -> Router {
+    Router::new()
+        .route("/api/alerts", post(post_alerts::<Q>))
         // The handler enforces the configured limit itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(ingest)

@@ -21,7 +21,7 @@ use alert_amqp::{Publisher, PublisherConfig};
 use tokio::net::TcpListener;
 
 pub use config::{Config, IngestArgs};
-pub use http::{Ingest, IngestError, router};
+pub use http::{Ingest, IngestError, ingest_router, router};
 
 /// Runs the listener on `listener` until `shutdown` completes, then drains in-flight
 /// requests (so their publishes finish and are answered) and closes the broker link.

@@ -95,6 +95,7 @@ pub async fn run(
     serve(
         backend,
         &config.clients,
+        axum::Router::new(),
         listener,
         shutdown,
         config.shutdown_timeout(),
@@ -103,10 +104,12 @@ pub async fn run(
 }
 
 /// Serves clients from `backend` on `listener` until `shutdown` completes, then
-/// closes client connections and drains within `drain`.
+/// closes client connections and drains within `drain`. `extra` routes are served
+/// beside notify's own (standalone adds `POST /api/alerts`).
 pub async fn serve(
     backend: Backend,
     settings: &ClientArgs,
+    extra: axum::Router,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
@@ -138,6 +141,7 @@ pub async fn serve(
         closing.clone(),
     ));
     let mut router = http::router(hub.clone(), closing)
+        .merge(extra)
         .layer(layer)
         .layer(axum::middleware::map_request(own_request_head));
     if let Some(cors) = cors {

@@ -9,7 +9,8 @@
 //! | [`alert_core::EventLog`] / [`alert_core::LiveFeed`] | Redis stream + pub/sub | [`State`]'s log and bus |
 //!
 //! Ingest is `alert_listener::router` on one port (4000), clients are
-//! `alert_notify::serve` on another (4002, with the live page at `/`).
+//! `alert_notify::serve` on another (4002, with the live page at `/`, and
+//! `POST /api/alerts` too so that the page's test form posts same-origin).
 
 mod config;
 mod journal;
@@ -99,12 +100,15 @@ pub async fn run(
         }
     };
     announce(&config, &ingest_listener, &clients_listener)?;
+    let ingest = Arc::new(ingest);
     let ingest_server = tokio::spawn(alert_core::shutdown::serve(
         ingest_listener,
-        alert_listener::router(Arc::new(ingest)),
+        alert_listener::router(ingest.clone()),
         closed(),
         config.shutdown_timeout(),
     ));
+    // The live page's form posts same-origin.
+    let page_ingest = alert_listener::ingest_router(ingest);
     let backend = Backend {
         log: state.clone(),
         live: Box::new(state.subscribe()),
@@ -113,7 +117,17 @@ pub async fn run(
         let settings = config.clients.clone();
         let closed = closed();
         let drain = config.shutdown_timeout();
-        async move { alert_notify::serve(backend, &settings, clients_listener, closed, drain).await }
+        async move {
+            let serve = alert_notify::serve(
+                backend,
+                &settings,
+                page_ingest,
+                clients_listener,
+                closed,
+                drain,
+            );
+            serve.await
+        }
     });
 
     shutdown.await;

@@ -197,7 +197,8 @@ function tick() {
   });
 }
 
-// The test alert form, and the same request as a curl line (the listener has no CORS).
+// The test alert form, and the same request as a curl line. It posts to this server,
+// which takes alerts in standalone mode; in the distributed mode, post to the listener.
 const field = (name) => $("post-form").elements.namedItem(name).value.trim();
 const testAlert = (timestamp) => ({ location: field("location"), type: field("type"),
   timestamp, durationSeconds: Number(field("seconds")) });
@@ -217,17 +218,20 @@ async function postAlert(event) {
     const answer = await fetch(field("url"), { method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify(testAlert(new Date().toISOString())) });
-    out.textContent = `${answer.status} ${await answer.text()}`;
+    const text = await answer.text();
+    out.textContent = answer.status === 404 || answer.status === 405
+      ? `${answer.status}: this server takes no alerts (distributed mode); post to the ` +
+        "listener, e.g. with the curl line below."
+      : `${answer.status} ${text}`;
   } catch {
-    out.textContent = "The browser could not post (cross-origin without CORS, or the listener " +
-      "is unreachable): run the curl command below instead.";
+    out.textContent = "The browser could not post (unreachable, or another origin without " +
+      "CORS): run the curl command below instead.";
   }
 }
 
 function start() {
   const form = $("post-form");
-  form.elements.namedItem("url").value =
-    `${window.location.protocol}//${window.location.hostname}:4000/api/alerts`;
+  form.elements.namedItem("url").value = new URL("api/alerts", window.location.href).href;
   form.addEventListener("input", showCurl);
   form.addEventListener("submit", postAlert);
   showCurl();

@@ -16,6 +16,8 @@ const { values: opts } = parseArgs({
     ingest: { type: "string" },
     screenshot: { type: "string" },
     chromium: { type: "string" },
+    // The page's server takes alerts too (standalone): also post through the page's form.
+    form: { type: "boolean", default: false },
   },
 });
 const executablePath = opts.chromium || process.env.CHROMIUM;
@@ -150,6 +152,22 @@ try {
     if (await page.$(card(L))) throw new Error(`${L} is shown although the filter is ${M}`);
     if ((await page.textContent("#feed")).includes(L)) throw new Error(`${L} is in the feed`);
     return { latencyMs };
+  });
+
+  if (opts.form) await step("form", async () => {
+    // M is open (the filter shows it); the form extends it to two minutes.
+    await page.fill('#post-form [name="location"]', M);
+    await page.fill('#post-form [name="seconds"]', "120");
+    const before = Date.parse(await page.getAttribute(card(M), "data-end"));
+    await page.click('#post-form button[type="submit"]');
+    await expect(page.waitForFunction(
+      () => /^202 /.test(document.querySelector("#post-result").textContent),
+      null, { timeout: 2000 }), "the form's POST was not answered 202 within 2 s");
+    await expect(page.waitForFunction(([sel, before]) => {
+      const node = document.querySelector(sel);
+      return node && Date.parse(node.dataset.end) > before + 60_000;
+    }, [card(M, "open"), before], { timeout: 1000, polling: "raf" }),
+    `the form's alert did not extend ${M} within 1 s`);
   });
 
   await step("layout", async () => {

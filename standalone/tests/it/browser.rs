@@ -1,7 +1,7 @@
 //! The live page in a real browser: headless Debian chromium driven by playwright-core
 //! (`notify/tests/clients/live-page.mjs`) against this standalone process. It posts an
 //! alert and checks the page shows it open within a second, its extension, its close,
-//! and that a location filter keeps others out. `scripts/test` installs chromium
+//! that a location filter keeps others out, and that the page's own form posts. `scripts/test` installs chromium
 //! (`scripts/browser`) and playwright-core (`scripts/clients`); the screenshot is left
 //! in `target/test-artifacts/live-page.png`.
 
@@ -43,6 +43,7 @@ async fn the_live_page_shows_open_extended_closed_and_filtered_alerts() {
         .arg(&screenshot)
         .arg("--chromium")
         .arg(&chromium)
+        .arg("--form")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
