@@ -23,7 +23,8 @@ pub struct Config {
     /// before each 202, and snapshots). Without it everything is in memory only.
     #[arg(long, env = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Alerts accepted but not yet processed, at most; beyond it ingest answers 503.
+    /// Accepted but not yet processed location updates (an alert counts once per
+    /// location), at most; beyond it ingest answers 503.
     #[arg(long, env = "QUEUE_CAPACITY", default_value_t = 100_000)]
     pub queue_capacity: usize,
     /// How long an alert UUID or idempotency key is remembered for dedupe.

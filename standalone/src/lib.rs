@@ -46,8 +46,7 @@ pub async fn run(
         log_len: config.log_len,
         history_len: config.history_len,
     };
-    // Room for at least one full request, or it could never be accepted.
-    let capacity = config.queue_capacity.max(config.ingest.max_batch);
+    let capacity = config.queue_capacity;
     let (to_processor, batches) = mpsc::unbounded_channel();
     let (state, queue, persist) = match &config.data_dir {
         Some(dir) => {

@@ -1,6 +1,8 @@
 //! The in-process queue between ingest and the processor. Its capacity is a semaphore
-//! of messages: a publish that does not fit is refused at once (`QueueError::Full`,
-//! so ingest answers 503 with `Retry-After`) and memory stays bounded. With a data
+//! of location updates (an alert weighs as many as it has locations, at least one):
+//! a publish that does not fit is refused at once (`QueueError::Full`, so ingest
+//! answers 503 with `Retry-After`) and memory stays bounded. A request heavier than the
+//! whole capacity is taken when the queue is empty. With a data
 //! directory every batch goes through the journal first and is answered only once it
 //! is on disk.
 
@@ -35,16 +37,28 @@ pub(crate) enum Route {
 #[derive(Clone)]
 pub struct MemoryQueue {
     room: Arc<Semaphore>,
+    capacity: u32,
     route: Route,
 }
 
 impl MemoryQueue {
     pub(crate) fn new(capacity: usize, route: Route) -> MemoryQueue {
+        let capacity = u32::try_from(capacity.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
         MemoryQueue {
-            room: Arc::new(Semaphore::new(capacity)),
+            room: Arc::new(Semaphore::new(capacity as usize)),
+            capacity,
             route,
         }
     }
+}
+
+/// What a message costs the processor, and memory: one unit per location.
+fn weight(message: &QueueMessage) -> usize {
+    let locations = match message {
+        QueueMessage::Alert(alert) => alert.locations.len(),
+        QueueMessage::Cancel(cancel) => cancel.locations.len(),
+    };
+    locations.max(1)
 }
 
 fn stopped<T>(_: T) -> QueueError {
@@ -53,7 +67,8 @@ fn stopped<T>(_: T) -> QueueError {
 
 impl AlertQueue for MemoryQueue {
     async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
-        let wanted = u32::try_from(messages.len()).map_err(|_| QueueError::Full)?;
+        let weight: usize = messages.iter().map(weight).sum();
+        let wanted = u32::try_from(weight).unwrap_or(u32::MAX).min(self.capacity);
         let room = self
             .room
             .clone()
@@ -85,5 +100,36 @@ impl AlertQueue for MemoryQueue {
             Route::Processor(processor) => !processor.is_closed(),
             Route::Journal(journal) => !journal.is_closed(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alert_core::Alert;
+    use chrono::{TimeDelta, Utc};
+
+    use super::*;
+
+    fn alert(locations: usize) -> QueueMessage {
+        let now = Utc::now();
+        let mut alert = Alert::new("L0", "Rocket Alert", now, now + TimeDelta::minutes(5));
+        alert.locations = (0..locations).map(|i| format!("L{i}")).collect();
+        QueueMessage::Alert(alert)
+    }
+
+    #[tokio::test]
+    async fn room_is_counted_in_locations_and_freed_when_applied() {
+        let (processor, mut batches) = mpsc::unbounded_channel();
+        let queue = MemoryQueue::new(10, Route::Processor(processor));
+        queue.publish(&[alert(6)]).await.unwrap();
+        assert_eq!(queue.publish(&[alert(5)]).await, Err(QueueError::Full));
+        queue.publish(&[alert(4)]).await.unwrap();
+        drop(batches.recv().await); // the first batch applied: its 6 are free again
+        queue.publish(&[alert(5)]).await.unwrap();
+
+        // Heavier than the whole queue: taken only when the queue is empty.
+        assert_eq!(queue.publish(&[alert(25)]).await, Err(QueueError::Full));
+        while batches.try_recv().is_ok() {}
+        queue.publish(&[alert(25)]).await.unwrap();
     }
 }

@@ -19,7 +19,7 @@ const LOCATIONS: usize = 20;
 #[tokio::test]
 async fn a_flood_beyond_the_queue_gets_503s_and_every_accepted_alert_is_applied() {
     let mut config = config(None);
-    config.queue_capacity = ALERTS;
+    config.queue_capacity = ALERTS * LOCATIONS; // one request's worth
     config.ingest.max_batch = ALERTS;
     let system = Standalone::with(config).await;
     let url = format!("http://{}/api/alerts", system.ingest);
