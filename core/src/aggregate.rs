@@ -163,7 +163,8 @@ pub enum Ingested {
 pub struct Aggregator {
     windows: BTreeMap<String, Window>,
     /// Dedupe key -> when it expires.
-    seen: HashMap<String, DateTime<Utc>>,
+    #[serde(with = "pairs")]
+    seen: HashMap<DedupeKey, DateTime<Utc>>,
     /// `Alert::reference` -> the windows it joined, and when that is forgotten.
     references: HashMap<String, (Vec<Joined>, DateTime<Utc>)>,
     #[serde(with = "milliseconds")]
@@ -324,14 +325,45 @@ impl Aggregator {
     }
 }
 
+/// A key under which a message is remembered for dedupe. Typed rather than a string
+/// such as `"id:<uuid>"`: one is kept per alert for the whole TTL, so its size matters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum DedupeKey {
+    Id(Uuid),
+    Key(String),
+}
+
 /// The keys under which a message is remembered for dedupe: its UUID and, if it has
 /// one, its idempotency key.
-pub fn dedupe_keys(message: &QueueMessage) -> Vec<String> {
-    let mut keys = vec![format!("id:{}", message.id())];
+pub fn dedupe_keys(message: &QueueMessage) -> Vec<DedupeKey> {
+    let mut keys = vec![DedupeKey::Id(message.id())];
     if let Some(key) = message.idempotency_key() {
-        keys.push(format!("key:{key}"));
+        keys.push(DedupeKey::Key(key.to_owned()));
     }
     keys
+}
+
+/// Serialises a map as a list of pairs (JSON object keys must be strings).
+mod pairs {
+    use std::{collections::HashMap, hash::Hash};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &HashMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, K, V, D>(d: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 #[cfg(test)]
@@ -353,6 +385,30 @@ mod tests {
 
     fn kinds(events: &[EventDraft]) -> Vec<EventType> {
         events.iter().map(|e| e.event_type).collect()
+    }
+
+    /// The standalone mode's snapshot: windows, dedupe keys and references survive.
+    #[test]
+    fn a_serialised_aggregator_keeps_its_windows_and_dedupe() {
+        let mut aggregator = Aggregator::new(TimeDelta::hours(24));
+        let mut keyed = alert(2, "B", "Rocket", 0, 10);
+        keyed.idempotency_key = Some("src:7".into());
+        for message in [alert(1, "A", "Rocket", 0, 10), keyed.clone()] {
+            aggregator.ingest(&QueueMessage::Alert(message), at(0));
+        }
+        let json = serde_json::to_string(&aggregator).unwrap();
+        let mut restored: Aggregator = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            restored.windows().collect::<Vec<_>>(),
+            aggregator.windows().collect::<Vec<_>>()
+        );
+        let again = QueueMessage::Alert(alert(1, "A", "Rocket", 0, 10));
+        assert_eq!(restored.ingest(&again, at(1)), Ingested::Duplicate);
+        keyed.id = Uuid::from_u128(3); // a retry: new UUID, same key
+        assert_eq!(
+            restored.ingest(&QueueMessage::Alert(keyed), at(1)),
+            Ingested::Duplicate
+        );
     }
 
     #[test]
