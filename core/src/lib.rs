@@ -9,7 +9,8 @@
 //!   `Aggregator` built from them (the reference the Redis script is tested against).
 //! - [`queue`], [`state`]: the boundaries the backends implement (RabbitMQ and Redis
 //!   in production, in-process in standalone mode).
-//! - [`telemetry`], [`shutdown`]: logging and signal handling for the binaries.
+//! - [`telemetry`], [`shutdown`], [`service`]: logging, signal handling and the
+//!   settings every binary shares.
 
 pub mod aggregate;
 pub mod cap;
@@ -17,6 +18,7 @@ pub mod input;
 pub mod model;
 pub mod queue;
 pub mod secret;
+pub mod service;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
@@ -26,4 +28,5 @@ pub use input::{InvalidInput, Limits, RequestContext};
 pub use model::{Alert, Cancel, CloseReason, Event, EventDraft, EventType, QueueMessage, Window};
 pub use queue::{AlertQueue, QueueError, decode_entry, encode_entry};
 pub use secret::Secret;
+pub use service::ServiceArgs;
 pub use state::{EventLog, HistoryEntry, LiveFeed, LiveSignal, StateError};

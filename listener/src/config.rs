@@ -1,7 +1,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use alert_amqp::AmqpArgs;
-use alert_core::{AlertQueue, Limits, Secret, telemetry::LogFormat};
+use alert_core::{AlertQueue, Limits, Secret, ServiceArgs};
 use chrono::TimeDelta;
 
 use crate::Ingest;
@@ -27,22 +27,16 @@ pub struct Config {
     pub confirm_timeout_ms: u64,
     #[command(flatten)]
     pub ingest: IngestArgs,
-    /// On SIGTERM, how long in-flight requests may take to finish.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
-    pub shutdown_timeout_seconds: u64,
-    /// `text` or `json`.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
+    /// `--shutdown-timeout-seconds` / `SHUTDOWN_TIMEOUT_SECONDS` (20) and
+    /// `--log-format` / `LOG_FORMAT` (`text` or `json`).
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 impl Config {
     /// The defaults, as `alert-listener` with no flags and no environment would use.
     pub fn defaults() -> Self {
         <Config as clap::Parser>::parse_from(["alert-listener"])
-    }
-
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.shutdown_timeout_seconds)
     }
 
     pub fn confirm_timeout(&self) -> Duration {

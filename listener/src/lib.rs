@@ -50,7 +50,7 @@ pub async fn run(
         listener,
         router(ingest),
         shutdown,
-        config.shutdown_timeout(),
+        config.service.shutdown_timeout(),
     )
     .await;
     publisher.close().await;

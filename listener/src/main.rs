@@ -3,7 +3,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = alert_listener::Config::parse();
-    alert_core::telemetry::init(config.log_format);
+    alert_core::telemetry::init(config.service.log_format);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     alert_listener::run(config, listener, alert_core::shutdown::signal()).await?;
     Ok(())

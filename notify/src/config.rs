@@ -1,6 +1,6 @@
 use std::{net::SocketAddr, time::Duration};
 
-use alert_core::telemetry::LogFormat;
+use alert_core::ServiceArgs;
 use alert_redis::RedisArgs;
 
 /// Notify settings: every flag has an environment variable, for Helm.
@@ -20,22 +20,16 @@ pub struct Config {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub clients: ClientArgs,
-    /// On SIGTERM, how long clients and requests get to finish.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
-    pub shutdown_timeout_seconds: u64,
-    /// `text` or `json`.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
+    /// `--shutdown-timeout-seconds` / `SHUTDOWN_TIMEOUT_SECONDS` (20) and
+    /// `--log-format` / `LOG_FORMAT` (`text` or `json`).
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 impl Config {
     /// The defaults, as `alert-notify` with no flags and no environment would use.
     pub fn defaults() -> Self {
         <Config as clap::Parser>::parse_from(["alert-notify"])
-    }
-
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.shutdown_timeout_seconds)
     }
 }
 

@@ -98,7 +98,7 @@ pub async fn run(
         axum::Router::new(),
         listener,
         shutdown,
-        config.shutdown_timeout(),
+        config.service.shutdown_timeout(),
     )
     .await
 }

@@ -1,7 +1,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use alert_amqp::AmqpArgs;
-use alert_core::telemetry::LogFormat;
+use alert_core::ServiceArgs;
 use alert_redis::{RedisArgs, StoreSettings};
 
 /// Processor settings: every flag has an environment variable, for Helm.
@@ -41,12 +41,10 @@ pub struct Config {
     /// burn their delivery limit): the first pause, doubling up to 5 s.
     #[arg(long, env = "RETRY_DELAY_MS", default_value_t = 200)]
     pub retry_delay_ms: u64,
-    /// On SIGTERM, how long in-flight messages may take to be finished and acked.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
-    pub shutdown_timeout_seconds: u64,
-    /// `text` or `json`.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
+    /// `--shutdown-timeout-seconds` / `SHUTDOWN_TIMEOUT_SECONDS` (20) and
+    /// `--log-format` / `LOG_FORMAT` (`text` or `json`).
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 impl Config {

@@ -93,7 +93,7 @@ async fn work(config: Config, health: Arc<Health>, stop: watch::Receiver<bool>) 
         prefetch: config.prefetch,
         batch: config.apply_batch,
         connection_name: format!("alert-processor {}", std::process::id()),
-        drain: Duration::from_secs(config.shutdown_timeout_seconds),
+        drain: config.service.shutdown_timeout(),
     };
     let handler = Handler {
         store,

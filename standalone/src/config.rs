@@ -1,6 +1,6 @@
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf};
 
-use alert_core::telemetry::LogFormat;
+use alert_core::ServiceArgs;
 use alert_listener::IngestArgs;
 use alert_notify::ClientArgs;
 
@@ -44,21 +44,15 @@ pub struct Config {
     pub ingest: IngestArgs,
     #[command(flatten)]
     pub clients: ClientArgs,
-    /// On SIGTERM, how long requests and clients get to finish.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
-    pub shutdown_timeout_seconds: u64,
-    /// `text` or `json`.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
+    /// `--shutdown-timeout-seconds` / `SHUTDOWN_TIMEOUT_SECONDS` (20) and
+    /// `--log-format` / `LOG_FORMAT` (`text` or `json`).
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 impl Config {
     /// The defaults, as `alert-standalone` with no flags and no environment would use.
     pub fn defaults() -> Self {
         <Config as clap::Parser>::parse_from(["alert-standalone"])
-    }
-
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.shutdown_timeout_seconds)
     }
 }

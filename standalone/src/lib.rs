@@ -104,7 +104,7 @@ pub async fn run(
         ingest_listener,
         alert_listener::router(ingest.clone()),
         closed(),
-        config.shutdown_timeout(),
+        config.service.shutdown_timeout(),
     ));
     // The live page's form posts same-origin.
     let page_ingest = alert_listener::ingest_router(ingest);
@@ -115,7 +115,7 @@ pub async fn run(
     let clients = tokio::spawn({
         let settings = config.clients.clone();
         let closed = closed();
-        let drain = config.shutdown_timeout();
+        let drain = config.service.shutdown_timeout();
         async move {
             let serve = alert_notify::serve(
                 backend,

@@ -24,7 +24,7 @@ pub(crate) fn config(queue: &str, amqp_url: &str) -> Config {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.amqp.queue = queue.to_owned();
     config.amqp.amqp_url = Secret::new(amqp_url);
-    config.shutdown_timeout_seconds = 5;
+    config.service.shutdown_timeout_seconds = 5;
     config.confirm_timeout_ms = 2_000;
     config
 }

@@ -49,7 +49,7 @@ impl Distributed {
 
         let mut listener_config = alert_listener::Config::defaults();
         listener_config.amqp.queue = queue.clone();
-        listener_config.shutdown_timeout_seconds = 2;
+        listener_config.service.shutdown_timeout_seconds = 2;
         let (socket, ingest) = bind().await;
         services.push(tokio::spawn(alert_listener::run(
             listener_config,
@@ -60,7 +60,7 @@ impl Distributed {
         let mut processor_config = alert_processor::Config::defaults();
         processor_config.amqp.queue = queue.clone();
         processor_config.redis.redis_prefix = prefix.clone();
-        processor_config.shutdown_timeout_seconds = 2;
+        processor_config.service.shutdown_timeout_seconds = 2;
         let (socket, processor) = bind().await;
         services.push(tokio::spawn(alert_processor::run(
             processor_config,

@@ -14,7 +14,7 @@ pub(crate) fn config(prefix: &str, redis_url: &str) -> Config {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.redis.redis_url = alert_core::Secret::new(redis_url);
     config.redis.redis_prefix = prefix.to_owned();
-    config.shutdown_timeout_seconds = 2;
+    config.service.shutdown_timeout_seconds = 2;
     config.clients.gap_check_ms = 200;
     config
 }

@@ -97,7 +97,7 @@ pub(crate) fn config(queue: &str, prefix: &str, redis_url: &str) -> Config {
     config.redis.redis_url = Secret::new(redis_url);
     config.close_poll_ms = 50;
     config.retry_delay_ms = 100;
-    config.shutdown_timeout_seconds = 5;
+    config.service.shutdown_timeout_seconds = 5;
     config
 }
 

@@ -15,7 +15,7 @@ pub(crate) struct Standalone {
 pub(crate) fn config(data_dir: Option<PathBuf>) -> Config {
     let mut config = Config::defaults();
     config.data_dir = data_dir;
-    config.shutdown_timeout_seconds = 2;
+    config.service.shutdown_timeout_seconds = 2;
     config
 }
 
