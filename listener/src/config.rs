@@ -27,8 +27,6 @@ pub struct Config {
     pub confirm_timeout_ms: u64,
     #[command(flatten)]
     pub ingest: IngestArgs,
-    /// `--shutdown-timeout-seconds` / `SHUTDOWN_TIMEOUT_SECONDS` (20) and
-    /// `--log-format` / `LOG_FORMAT` (`text` or `json`).
     #[command(flatten)]
     pub service: ServiceArgs,
 }

@@ -20,8 +20,6 @@ pub struct Config {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub clients: ClientArgs,
-    /// `--shutdown-timeout-seconds` / `SHUTDOWN_TIMEOUT_SECONDS` (20) and
-    /// `--log-format` / `LOG_FORMAT` (`text` or `json`).
     #[command(flatten)]
     pub service: ServiceArgs,
 }

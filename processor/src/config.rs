@@ -41,8 +41,6 @@ pub struct Config {
     /// burn their delivery limit): the first pause, doubling up to 5 s.
     #[arg(long, env = "RETRY_DELAY_MS", default_value_t = 200)]
     pub retry_delay_ms: u64,
-    /// `--shutdown-timeout-seconds` / `SHUTDOWN_TIMEOUT_SECONDS` (20) and
-    /// `--log-format` / `LOG_FORMAT` (`text` or `json`).
     #[command(flatten)]
     pub service: ServiceArgs,
 }
