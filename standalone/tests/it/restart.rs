@@ -2,6 +2,7 @@
 //! alerts are applied, open windows are still open, and nothing is counted twice.
 
 use std::{
+    io::{BufRead, BufReader},
     net::SocketAddr,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -17,26 +18,46 @@ struct Process {
     clients: SocketAddr,
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// The address in a line of the start-up banner, e.g. `  live page:   http://a:1/`.
+fn banner_addr(line: &str, label: &str) -> Option<SocketAddr> {
+    let rest = line.trim().strip_prefix(label)?.trim();
+    rest.strip_prefix("http://")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Process {
+    /// Starts the binary on ports of its own choosing (no bind-then-release race) and
+    /// reads them from its banner.
     async fn start(data_dir: &std::path::Path, snapshot_interval_ms: u64) -> Process {
-        let (ingest, clients) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_alert-standalone"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_alert-standalone"))
             .arg("--data-dir")
             .arg(data_dir)
-            .env("INGEST_LISTEN_ADDR", ingest.to_string())
-            .env("CLIENTS_LISTEN_ADDR", clients.to_string())
+            .env("INGEST_LISTEN_ADDR", "127.0.0.1:0")
+            .env("CLIENTS_LISTEN_ADDR", "127.0.0.1:0")
             .env("SNAPSHOT_INTERVAL_MS", snapshot_interval_ms.to_string())
-            .stdout(Stdio::null())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (ingest, clients) = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let (mut ingest, mut clients) = (None, None);
+            while ingest.is_none() || clients.is_none() {
+                let line = lines.next().expect("the banner").unwrap();
+                ingest = ingest.or_else(|| banner_addr(&line, "post alerts:"));
+                clients = clients.or_else(|| banner_addr(&line, "live page:"));
+            }
+            // Keep reading, so the process never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            (ingest.unwrap(), clients.unwrap())
+        })
+        .await
+        .unwrap();
         let process = Process {
             child,
             ingest,
