@@ -42,6 +42,13 @@ pub fn unique(name: &str) -> String {
     )
 }
 
+/// GETs `url` and returns the body as text (metrics, polling transports); panics if
+/// the request fails.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    let response = http.get(url).send().await.expect("GET");
+    response.text().await.expect("a text body")
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where

@@ -204,15 +204,7 @@ async fn metrics_count_requests_by_status() {
     let app = TestApp::ready("metrics").await;
     ids(app.post_json(&alert("Eilat")).await).await;
     assert_eq!(app.post_json(&json!({"type": "x"})).await.status(), 400);
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = alert_testkit::get_text(&app.http, &app.url("/metrics")).await;
     assert!(
         text.contains(r#"alerts_listener_requests_total{status="202"} 1"#),
         "{text}"

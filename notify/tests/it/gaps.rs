@@ -42,15 +42,7 @@ async fn events_published_while_the_feed_is_cut_arrive_in_order_once() {
             .all(|w| offset_lt(&w[0].offset, &w[1].offset))
     );
 
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = alert_testkit::get_text(&app.http, &app.url("/metrics")).await;
     let filled = metrics
         .lines()
         .find(|l| l.starts_with("alerts_notify_gap_events_total"))

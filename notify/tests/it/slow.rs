@@ -13,13 +13,8 @@ struct Polling<'a> {
 
 impl<'a> Polling<'a> {
     async fn connect(app: &'a TestApp) -> Polling<'a> {
-        let open = app
-            .http
-            .get(app.url("/socket.io/?EIO=4&transport=polling"))
-            .send()
-            .await
-            .unwrap();
-        let open = open.text().await.unwrap();
+        let url = app.url("/socket.io/?EIO=4&transport=polling");
+        let open = alert_testkit::get_text(&app.http, &url).await;
         let handshake: Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
         let polling = Polling {
             app,
@@ -50,16 +45,7 @@ impl<'a> Polling<'a> {
 
     /// One poll: the packets waiting for this client.
     async fn poll(&self) -> Vec<String> {
-        let body = self
-            .app
-            .http
-            .get(self.url())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = alert_testkit::get_text(&self.app.http, &self.url()).await;
         body.split('\u{1e}').map(str::to_owned).collect()
     }
 }
