@@ -187,6 +187,19 @@ check_install() {
     json "secret/$FULL" '" ".join(__import__("base64").b64decode(o["data"][k]).decode() for k in ("AMQP_URL", "REDIS_URL"))'
 }
 
+# helm upgrade number N of the release with extra helm arguments; helm's output is shown
+# only on failure. Uses cluster_stage's hargs.
+upgrade() {
+  local n=$1 what=$2 short=$3
+  shift 3
+  if "$HELM" upgrade "$RELEASE" "$CHART" "${hargs[@]}" "$@" >"$WORK/up$n.out" 2>&1; then
+    pass "helm upgrade: $what"
+  else
+    cat "$WORK/up$n.out"
+    fail "helm upgrade ($short)"
+  fi
+}
+
 cluster_stage() {
   ensure_etcd
   local t0=$SECONDS
@@ -224,13 +237,8 @@ print(" ".join(sorted({"%s=%s" % (d["kind"], d["apiVersion"]) for d in docs if d
   check_install
 
   # --- upgrade 1: listener HPA off with 3 fixed replicas, notify minimum 3 ---
-  if "$HELM" upgrade "$RELEASE" "$CHART" "${hargs[@]}" \
-    --set listener.autoscaling.enabled=false,listener.replicaCount=3,notify.autoscaling.minReplicas=3 >"$WORK/up1.out" 2>&1; then
-    pass "helm upgrade: listener HPA off with 3 replicas, notify HPA minimum 3"
-  else
-    cat "$WORK/up1.out"
-    fail "helm upgrade (scaling)"
-  fi
+  upgrade 1 "listener HPA off with 3 replicas, notify HPA minimum 3" "scaling" \
+    --set listener.autoscaling.enabled=false,listener.replicaCount=3,notify.autoscaling.minReplicas=3
   expect "listener HPA removed" "" 30 sh -c "\"$KUBECTL\" -n $NS get hpa -o name | grep -- '-listener\$' || true"
   expect "listener Deployment has replicas: 3" "3" 30 json "deploy/$FULL-listener" 'o["spec"]["replicas"]'
   expect "listener scaled in place: same ReplicaSet, now 3 replicas" "3" 60 replicasets listener
@@ -238,12 +246,7 @@ print(" ".join(sorted({"%s=%s" % (d["kind"], d["apiVersion"]) for d in docs if d
   expect "processor untouched: 2 replicas under its HPA" "2" 30 replicasets processor
 
   # --- upgrade 2: config change rolls the pods; listener back under an HPA ---
-  if "$HELM" upgrade "$RELEASE" "$CHART" "${hargs[@]}" --set config.rustLog=debug >"$WORK/up2.out" 2>&1; then
-    pass "helm upgrade: RUST_LOG=debug, listener HPA on again"
-  else
-    cat "$WORK/up2.out"
-    fail "helm upgrade (config)"
-  fi
+  upgrade 2 "RUST_LOG=debug, listener HPA on again" "config" --set config.rustLog=debug
   expect "ConfigMap carries RUST_LOG=debug" "debug" 10 json "cm/$FULL-processor" 'o["data"]["RUST_LOG"]'
   expect "listener HPA back" "$FULL-listener" 30 raw "/apis/autoscaling/v2beta2/namespaces/$NS/horizontalpodautoscalers/$FULL-listener" 'o["metadata"]["name"]'
   # maxUnavailable 0: the old ReplicaSet keeps its 2 pods while the new pods
@@ -258,12 +261,7 @@ print(" ".join(sorted({"%s=%s" % (d["kind"], d["apiVersion"]) for d in docs if d
   else
     fail "KEDA CRDs"
   fi
-  if "$HELM" upgrade "$RELEASE" "$CHART" "${hargs[@]}" -f "$CHART/ci/keda-values.yaml" >"$WORK/up3.out" 2>&1; then
-    pass "helm upgrade: processor.keda.enabled"
-  else
-    cat "$WORK/up3.out"
-    fail "helm upgrade (KEDA)"
-  fi
+  upgrade 3 "processor.keda.enabled" "KEDA" -f "$CHART/ci/keda-values.yaml"
   expect "processor HPA removed (KEDA owns scaling)" "" 30 sh -c "\"$KUBECTL\" -n $NS get hpa -o name | grep -- '-processor\$' || true"
   expect "ScaledObject targets the processor Deployment on queue alerts.raw" \
     "$FULL-processor rabbitmq alerts.raw QueueLength $FULL-processor" 30 \
@@ -278,12 +276,7 @@ print(" ".join(sorted({"%s=%s" % (d["kind"], d["apiVersion"]) for d in docs if d
   fi
 
   # --- upgrade 4: external brokers and an Ingress ---
-  if "$HELM" upgrade "$RELEASE" "$CHART" "${hargs[@]}" -f "$CHART/ci/external-brokers-values.yaml" >"$WORK/up4.out" 2>&1; then
-    pass "helm upgrade: external brokers, Ingress"
-  else
-    cat "$WORK/up4.out"
-    fail "helm upgrade (external brokers)"
-  fi
+  upgrade 4 "external brokers, Ingress" "external brokers" -f "$CHART/ci/external-brokers-values.yaml"
   expect "in-chart RabbitMQ and Redis removed" "" 30 sh -c "\"$KUBECTL\" -n $NS get sts -o name"
   expect "Secret points at the external brokers" \
     "amqp://alerts:s3cret@rabbitmq.messaging.svc:5672/%2f" 10 \
