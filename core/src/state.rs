@@ -15,6 +15,13 @@ use crate::{
     model::{Event, Window},
 };
 
+/// A log offset as numbers (milliseconds, sequence), for ordering; `None` when it is
+/// not of the form `<ms>-<seq>`.
+pub fn offset_key(offset: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = offset.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// A backend failure; every one means "unavailable now, retry" to the caller.
 pub type StateError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -137,7 +137,7 @@ async fn events(
     let limit = bounded(query.limit, 100, hub.limits.replay_limit)?;
     let events = match query.since.as_deref() {
         Some(since) => {
-            if crate::hub::offset_key(since).is_none() {
+            if alert_core::state::offset_key(since).is_none() {
                 return Err(ApiError::Invalid(
                     "since must be an offset like 1700000000000-0".into(),
                 ));

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use alert_core::{Event, EventLog, StateError, Window};
+use alert_core::{Event, EventLog, StateError, Window, state::offset_key};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -26,12 +26,6 @@ pub(crate) const ALL_ROOM: &str = "\u{0}all";
 
 /// Events read from the log per request while filling a gap or replaying.
 const PAGE: u64 = 500;
-
-/// A log offset ("ms-seq", a Redis stream id) as numbers, for ordering.
-pub(crate) fn offset_key(offset: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = offset.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
 
 /// Orders two offsets numerically; unparsable offsets sort first.
 pub(crate) fn compare_offsets(a: &str, b: &str) -> Ordering {

@@ -9,7 +9,7 @@ use std::{
 
 use alert_core::{
     Aggregator, Event, EventDraft, EventLog, HistoryEntry, Ingested, LiveFeed, LiveSignal,
-    QueueMessage, StateError, Window, model::event_id,
+    QueueMessage, StateError, Window, model::event_id, state::offset_key,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
@@ -38,7 +38,7 @@ struct Inner {
     epoch: String,
     log: VecDeque<Event>,
     /// The last offset given out, as (milliseconds, sequence).
-    last: (i64, u64),
+    last: (u64, u64),
     history: HashMap<String, VecDeque<HistoryEntry>>,
 }
 
@@ -96,22 +96,18 @@ impl State {
         duplicates
     }
 
-    /// Closes the windows that have ended at `now`; returns how many, and the end of
-    /// the earliest window still open, so the closer knows when to look again.
-    pub fn close_due(&self, now: DateTime<Utc>) -> (usize, Option<DateTime<Utc>>) {
+    /// Closes the windows that have ended at `now`; returns how many.
+    pub fn close_due(&self, now: DateTime<Utc>) -> usize {
         let mut inner = self.lock();
         let closes = inner.aggregator.close_due(now);
         let closed = closes.len();
         for draft in closes {
             self.emit(&mut inner, draft, now);
         }
-        (
-            closed,
-            inner.aggregator.windows().map(|window| window.end).min(),
-        )
+        closed
     }
 
-    /// When the earliest open window ends.
+    /// When the earliest open window ends: when the closer looks again.
     pub fn next_end(&self) -> Option<DateTime<Utc>> {
         self.lock()
             .aggregator
@@ -150,7 +146,7 @@ impl Inner {
     /// Offsets imitate Redis stream ids, `<ms>-<seq>`, increasing even if the clock
     /// steps back.
     fn next_offset(&mut self, now: DateTime<Utc>) -> String {
-        let ms = now.timestamp_millis();
+        let ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
         self.last = if ms > self.last.0 {
             (ms, 0)
         } else {
@@ -169,15 +165,10 @@ impl Inner {
 
     /// Index of the first event after `offset` (offsets increase along the log).
     fn after(&self, offset: &str) -> usize {
-        let key = parse(offset);
+        let key = offset_key(offset);
         self.log
-            .partition_point(|event| parse(&event.offset) <= key)
+            .partition_point(|event| offset_key(&event.offset) <= key)
     }
-}
-
-fn parse(offset: &str) -> Option<(i64, u64)> {
-    let (ms, seq) = offset.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 #[async_trait::async_trait]
