@@ -207,7 +207,8 @@ impl Handler {
                 }
             }
         }
-        let mut settle = |delivery: usize, disposition: Disposition| {
+        // A delivery keeps the worst disposition of its messages.
+        let mut keep_worst = |delivery: usize, disposition: Disposition| {
             let current = &mut dispositions[delivery];
             if severity(&disposition) > severity(current) {
                 *current = disposition;
@@ -218,7 +219,7 @@ impl Handler {
             if stopping {
                 // Stopping with Redis away: the rest goes back untouched, in order.
                 for owner in owners {
-                    settle(*owner, Disposition::Requeue);
+                    keep_worst(*owner, Disposition::Requeue);
                 }
                 continue;
             }
@@ -232,13 +233,13 @@ impl Handler {
                 warn!(%error, batch = messages.len(), "batch rejected; applying one by one");
                 for (message, owner) in messages.iter().zip(owners) {
                     let single = self.apply(std::slice::from_ref(message)).await;
-                    settle(*owner, self.settle(std::slice::from_ref(message), &single));
+                    keep_worst(*owner, self.settle(std::slice::from_ref(message), &single));
                 }
                 continue;
             }
             let disposition = self.settle(messages, &result);
             for owner in owners {
-                settle(*owner, disposition.clone());
+                keep_worst(*owner, disposition.clone());
             }
         }
         dispositions

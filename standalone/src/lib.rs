@@ -48,7 +48,7 @@ pub async fn run(
     };
     let capacity = config.queue_capacity;
     let (to_processor, batches) = mpsc::unbounded_channel();
-    let (state, queue, persist) = match &config.data_dir {
+    let (aggregator, queue, persist) = match &config.data_dir {
         Some(dir) => {
             let recovered = journal::open(dir)?;
             let mut aggregator = recovered
@@ -66,18 +66,14 @@ pub async fn run(
                 journal: commands,
                 interval: std::time::Duration::from_millis(config.snapshot_interval_ms.max(10)),
             };
-            (State::new(aggregator, settings), queue, Some(persist))
+            (aggregator, queue, Some(persist))
         }
         None => {
             let queue = MemoryQueue::new(capacity, queue::Route::Processor(to_processor));
-            (
-                State::new(Aggregator::new(dedupe_ttl), settings),
-                queue,
-                None,
-            )
+            (Aggregator::new(dedupe_ttl), queue, None)
         }
     };
-    let state = Arc::new(state);
+    let state = Arc::new(State::new(aggregator, settings));
 
     let (stop_processor, processor_stop) = watch::channel(false);
     let processor = tokio::spawn(processor::run(
@@ -90,6 +86,7 @@ pub async fn run(
         .ingest
         .ingest(queue)
         .map_err(|error| anyhow::anyhow!("API_KEYS: {error}"))?;
+    let ingest = Arc::new(ingest);
 
     let (closing_tx, closing) = watch::channel(false);
     let closed = move || {
@@ -99,7 +96,6 @@ pub async fn run(
         }
     };
     announce(&config, &ingest_listener, &clients_listener)?;
-    let ingest = Arc::new(ingest);
     let ingest_server = tokio::spawn(alert_core::shutdown::serve(
         ingest_listener,
         alert_listener::router(ingest.clone()),

@@ -44,14 +44,10 @@ pub(crate) async fn run(
     // After a quiet spell, one snapshot, not one per missed tick.
     snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let until_end = next_end
-            .and_then(|end| (end - Utc::now()).to_std().ok())
-            .unwrap_or_default();
-        let close_wait = if next_end.is_some() {
+        let close_wait = next_end.map_or(MAX_SLEEP, |end| {
+            let until_end = (end - Utc::now()).to_std().unwrap_or_default();
             until_end.min(MAX_SLEEP)
-        } else {
-            MAX_SLEEP
-        };
+        });
         let wake = tokio::select! {
             // Closes first: a steady stream of batches must not delay them.
             biased;
@@ -62,9 +58,8 @@ pub(crate) async fn run(
         };
         match wake {
             Wake::Close => {
-                let closed;
-                (closed, next_end) = state.close_due(Utc::now());
-                dirty |= closed > 0;
+                dirty |= state.close_due(Utc::now()) > 0;
+                next_end = state.next_end();
             }
             Wake::Batch(Some(batch)) => {
                 applied = apply(&state, batch, &mut batches).max(applied);
