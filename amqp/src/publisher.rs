@@ -167,13 +167,16 @@ impl Publisher {
         if group.is_empty() {
             return;
         }
-        let messages: Vec<QueueMessage> = group
-            .iter()
-            .flat_map(|request| request.messages.iter().cloned())
-            .collect();
-        let outcome = self.publish_all(&messages).await;
+        // Moved, not copied: each request's messages were copied once already.
+        let mut messages = Vec::new();
+        let mut replies = Vec::with_capacity(group.len());
         for request in group {
-            let _ = request.done.send(outcome.clone());
+            messages.extend(request.messages);
+            replies.push(request.done);
+        }
+        let outcome = self.publish_all(&messages).await;
+        for reply in replies {
+            let _ = reply.send(outcome.clone());
         }
     }
 
