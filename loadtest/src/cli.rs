@@ -35,6 +35,8 @@ pub(crate) enum Mode {
     Idle(IdleArgs),
     /// Short alerts; close events' lag behind their end time.
     CloseLag(CloseLagArgs),
+    /// The floor: plain threads write pre-encoded frames to raw loopback sockets.
+    Wire(WireArgs),
     /// Merge fanout reports from several client processes into one.
     Merge(MergeArgs),
 }
@@ -179,4 +181,26 @@ pub(crate) struct MergeArgs {
     /// fanout reports (JSON) of one run.
     #[arg(required = true)]
     pub(crate) reports: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WireArgs {
+    /// Connections (two open files each, both ends in this process).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=9_000))]
+    pub(crate) clients: u64,
+    /// Broadcasts per second.
+    #[arg(long, default_value_t = 20.0)]
+    pub(crate) rate: f64,
+    /// Broadcasts to send.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) broadcasts: u64,
+    /// Bytes per frame (an alert event's WebSocket frame is about 400).
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(16..=65_536))]
+    pub(crate) bytes: u64,
+    /// Threads writing frames (notify runs one tokio worker per core).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub(crate) server_threads: u64,
+    /// Seconds to wait after the last broadcast for frames still in flight.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) grace: u64,
 }

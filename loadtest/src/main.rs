@@ -2,7 +2,8 @@
 //! broadcaster (issue 6). Modes: `ingest` (POST rate and latency), `fanout`/`e2e`
 //! (Socket.IO clients, POST -> client latency, delivered/missing/duplicate),
 //! `idle` (server memory and CPU per held connection), `close-lag` (close events
-//! against window ends), and `merge` (combine reports of several client processes).
+//! against window ends), `wire` (the raw-socket floor under any fan-out server on
+//! this machine), and `merge` (combine reports of several client processes).
 //!
 //! Data flow: POST workers ([`post`]) stamp each alert's title with the run id,
 //! a sequence number and the send time; clients ([`client`], over the lean
@@ -19,6 +20,7 @@ mod procfs;
 mod report;
 mod run;
 mod stats;
+mod wire;
 mod ws;
 
 use clap::Parser;

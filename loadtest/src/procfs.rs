@@ -18,6 +18,11 @@ pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
     parse_ticks(&stat)
 }
 
+/// User + system CPU time of the calling thread, in clock ticks.
+pub(crate) fn thread_cpu_ticks() -> Option<u64> {
+    parse_ticks(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
 pub(crate) const TICKS_PER_SECOND: f64 = 100.0;
 
 fn parse_ticks(stat: &str) -> Option<u64> {
@@ -46,5 +51,6 @@ mod tests {
         let me = std::process::id();
         assert!(rss_bytes(me).unwrap() > 0);
         assert!(cpu_ticks(me).is_some());
+        assert!(thread_cpu_ticks().is_some());
     }
 }

@@ -23,13 +23,14 @@ use tokio::{
 use crate::{
     cli::{
         Cli, ClientArgs, CloseLagArgs, FanoutArgs, IdleArgs, IngestArgs, MergeArgs, Mode, PostArgs,
-        Subscribe,
+        Subscribe, WireArgs,
     },
     client::{self, Counters, Role, Shared, Spec},
     eio::{self, Matcher},
     net::{self, SourceAddrs},
     post, procfs, report,
     stats::{self, Recorder, summary},
+    wire,
 };
 
 pub(crate) async fn main(cli: Cli, nofile: u64) -> anyhow::Result<()> {
@@ -42,6 +43,7 @@ pub(crate) async fn main(cli: Cli, nofile: u64) -> anyhow::Result<()> {
             Mode::Fanout(args) => fanout(args, out, nofile).await,
             Mode::Idle(args) => idle(args, out, nofile).await,
             Mode::CloseLag(args) => close_lag(args, out, nofile).await,
+            Mode::Wire(args) => wire(args, out, nofile).await,
             Mode::Merge(args) => merge(args, out),
         }
     };
@@ -520,6 +522,36 @@ fn fanout_report(f: FanoutFacts<'_>) -> Value {
             "per_seq": r.per_seq.iter().map(|s| [s.delivered, s.last_us]).collect::<Vec<_>>(),
         },
     })
+}
+
+// ---------------------------------------------------------------- wire
+
+async fn wire(args: WireArgs, out: Option<PathBuf>, nofile: u64) -> anyhow::Result<()> {
+    let run = wire::run(&args, nofile).await?;
+    let recorder = stats::collect();
+    let mut report = fanout_report(FanoutFacts {
+        run: 0,
+        config: json!({
+            "clients": args.clients, "rate": args.rate, "broadcasts": args.broadcasts,
+            "bytes": args.bytes, "server_threads": args.server_threads,
+        }),
+        clients: json!({ "connected": args.clients }),
+        posts: Value::Null,
+        ready: args.clients,
+        expected: run.expected,
+        seconds: run.seconds,
+        recorder: &recorder,
+    });
+    report["mode"] = json!("wire");
+    report["cpu"] = run.cpu;
+    let timeline = report::timeline(&recorder.per_second);
+    write_report(
+        &default_out(out, "wire"),
+        &report,
+        &timeline,
+        "wire floor: send -> client latency per second (ms) and deliveries/s",
+        "deliveries/s",
+    )
 }
 
 // ---------------------------------------------------------------- merge
