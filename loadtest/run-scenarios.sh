@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Starts the distributed services (release builds) on free loopback ports with a
 # unique queue and Redis prefix, runs a bounded standard scenario set with
-# alert-loadtest and writes a markdown table into loadtest/RESULTS.md.
+# alert-loadtest and adds its rows to the table in loadtest/RESULTS.md.
 #
 #   loadtest/run-scenarios.sh                 # standard set, a few minutes
 #   SCENARIOS="e2e idle" loadtest/run-scenarios.sh
-#   BIG=1 loadtest/run-scenarios.sh           # adds 100k clients over 5 notify processes
+#   BIG=1 loadtest/run-scenarios.sh           # adds 100k clients over 6 notify processes
+#   SCENARIOS=wire loadtest/run-scenarios.sh  # the raw-socket floor of this machine
 #
 # Needs: cargo build --release -p alert-listener -p alert-processor -p alert-notify -p alert-loadtest,
 # RabbitMQ and Redis on 127.0.0.1 (scripts/services), jq, curl.
@@ -15,10 +16,10 @@ cd "$(dirname "$0")/.."
 BIN=target/release
 OUT=loadtest/results
 RESULTS=loadtest/RESULTS.md
-SCENARIOS=${SCENARIOS:-"e2e throughput idle close-lag ingest"}  # ingest last: its backlog floods clients
+SCENARIOS=${SCENARIOS:-"wire e2e throughput idle close-lag ingest"}  # ingest last: its backlog floods clients
 [[ "${BIG:-0}" == 1 ]] && SCENARIOS="$SCENARIOS big"
 NOTIFY_PROCS=${NOTIFY_PROCS:-1}
-[[ "$SCENARIOS" == *big* ]] && NOTIFY_PROCS=5
+[[ "$SCENARIOS" == *big* ]] && NOTIFY_PROCS=6  # 16,667 clients each, under the 20,000-file limit
 SUFFIX="lt$$"
 export AMQP_QUEUE="loadtest.$SUFFIX" REDIS_PREFIX="$SUFFIX:" RUST_LOG=warn
 mkdir -p "$OUT"
@@ -66,7 +67,8 @@ echo "listener $LISTENER, notify ${NOTIFY[*]} (pids ${NOTIFY_PIDS[*]}), queue $A
 
 LT=(nice -n 5 "$BIN/alert-loadtest")
 ROWS=()
-row() { ROWS+=("| $1 | \`$2\` | $3 |"); echo "== $1: $3"; }
+STAMP=$(date -u +'%F %H:%MZ')
+row() { ROWS+=("| $STAMP: $1 | \`$2\` | $3 |"); echo "== $1: $3"; }
 
 for scenario in $SCENARIOS; do
   case $scenario in
@@ -95,46 +97,52 @@ for scenario in $SCENARIOS; do
     timeout 120 "${LT[@]}" close-lag --listener "$LISTENER" --notify "$NOTIFY1" --clients 10 --count 300 --rate 50 --out "$OUT/close-lag" >/dev/null
     row "close lag, 300 alerts of 1-3 s, 10 clients" "$cmd" "$(jq -r '"closes \(.closes_received)/\(.expected_closes), missing \(.missing), dup \(.duplicates); lag p50 \(.close_lag.p50_ms) ms, p99 \(.close_lag.p99_ms), max \(.close_lag.max_ms)"' "$OUT/close-lag.json")"
     ;;
+  wire)
+    cmd="alert-loadtest wire --clients 1000 --rate 20 --broadcasts 400"
+    timeout 120 "${LT[@]}" wire --clients 1000 --rate 20 --broadcasts 400 --out "$OUT/wire" >/dev/null 2>&1
+    row "wire floor (raw sockets, no framework), 1,000 clients, 20 broadcasts/s" "$cmd" "$(jq -r '"delivered \(.delivered)/\(.expected); p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms), max \(.latency.max_ms); CPU per delivery: server \(.cpu.server_us_per_delivery) µs, client \(.cpu.client_us_per_delivery) µs"' "$OUT/wire.json")"
+    cmd="alert-loadtest wire --clients 5000 --rate 400 --broadcasts 1000"
+    timeout 180 "${LT[@]}" wire --clients 5000 --rate 400 --broadcasts 1000 --out "$OUT/wire-max" >/dev/null 2>&1
+    row "wire floor, 5,000 clients, 400 broadcasts/s (2 M deliveries/s offered)" "$cmd" "$(jq -r '"delivered \(.delivered)/\(.expected); \(.deliveries_per_second_peak) deliveries/s peak, \(.deliveries_per_second_mean_active|floor) mean; CPU per delivery: server \(.cpu.server_us_per_delivery) µs, client \(.cpu.client_us_per_delivery) µs"' "$OUT/wire-max.json")"
+    ;;
   big)
-    # 100,000 clients: 6 receiver processes (<= 20k files each) over 5 notify processes.
+    # 100,000 clients: 6 receiver processes (<= 20k files each) over 6 notify processes.
+    # One broadcast every 2 s, so each is measured on its own, not behind the previous one.
     run=$((RANDOM * 1000 + $$ % 1000)); recv=(); ready=()
     rm -f "$OUT"/big-ready-*
     for i in 0 1 2 3 4 5; do
       n=16667; [[ $i == 5 ]] && n=16665
-      timeout 300 "${LT[@]}" fanout --no-post --run-id "$run" --broadcasts 20 --wait 200 --notify "$ALL_NOTIFY" \
+      timeout 300 "${LT[@]}" fanout --no-post --run-id "$run" --broadcasts 10 --wait 200 --notify "$ALL_NOTIFY" \
         --clients $n --source-addrs 4 --first-source $((1 + i * 4)) --threads 1 \
         --ready-file "$OUT/big-ready-$i" --out "$OUT/big-$i" >/dev/null 2>"$OUT/big-$i.log" &
       recv+=($!); ready+=("$OUT/big-ready-$i")
     done
     wait_list=$(IFS=,; echo "${ready[*]}")
-    timeout 300 "${LT[@]}" fanout --run-id "$run" --broadcasts 20 --rate 2 --clients 1 --notify "$NOTIFY1" \
+    timeout 300 "${LT[@]}" fanout --run-id "$run" --broadcasts 10 --rate 0.5 --clients 1 --notify "$NOTIFY1" \
       --listener "$LISTENER" --wait-for "$wait_list" --connect-timeout 240 --out "$OUT/big-post" >/dev/null
     for p in "${recv[@]}"; do wait "$p" || true; done
     $BIN/alert-loadtest merge "$OUT"/big-[0-5].json --out "$OUT/big" >/dev/null
-    cmd="6 x alert-loadtest fanout --no-post (16,667 clients each) + 1 poster; alert-loadtest merge"
-    row "100,000 clients on 5 notify processes, 20 broadcasts" "$cmd" "$(jq -r '"delivered \(.delivered)/\(.expected), missing \(.missing), dup \(.duplicates); last client per broadcast p50 \(.last_client_per_broadcast.p50_ms) ms, max \(.last_client_per_broadcast.max_ms); p99 \(.latency.p99_ms) ms"' "$OUT/big.json")"
+    cmd="6 x alert-loadtest fanout --no-post (16,667 clients each) + 1 poster at 0.5/s; alert-loadtest merge"
+    row "100,000 clients on 6 notify processes, 10 broadcasts 2 s apart" "$cmd" "$(jq -r '"delivered \(.delivered)/\(.expected), missing \(.missing), dup \(.duplicates); last client per broadcast p50 \(.last_client_per_broadcast.p50_ms) ms, max \(.last_client_per_broadcast.max_ms); p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms"' "$OUT/big.json")"
     ;;
   *) echo "unknown scenario $scenario" >&2 ;;
   esac
 done
 
-{
-  echo "<!-- scenarios:begin -->"
-  echo "Written by \`loadtest/run-scenarios.sh\` on $(date -u +%FT%TZ); $(nproc) cores, load generator on the same machine;"
-  echo "reports and plots in \`loadtest/results/\` (not committed)."
-  echo
-  echo "| scenario | command | result |"
-  echo "|---|---|---|"
-  printf '%s\n' "${ROWS[@]}"
-  echo "<!-- scenarios:end -->"
-} > "$OUT/table.md"
-# Replace the generated section of RESULTS.md (hand-written notes around it stay).
-if [[ -f "$RESULTS" ]] && grep -q 'scenarios:begin' "$RESULTS"; then
-  awk -v table="$OUT/table.md" '
-    /scenarios:begin/ { while ((getline line < table) > 0) print line; skip = 1; next }
-    /scenarios:end/ { skip = 0; next }
-    !skip { print }' "$RESULTS" > "$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
+printf '%s\n' "${ROWS[@]}" > "$OUT/rows.md"
+# Add this run's rows at the end of the table in RESULTS.md; earlier rows and the
+# hand-written notes around the table stay.
+if [[ -f "$RESULTS" ]] && grep -q 'scenarios:end' "$RESULTS"; then
+  awk -v rows="$OUT/rows.md" '
+    /scenarios:end/ { while ((getline line < rows) > 0) print line }
+    { print }' "$RESULTS" > "$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
 else
-  { echo "# alert-loadtest results"; echo; cat "$OUT/table.md"; } > "$RESULTS"
+  {
+    echo "# alert-loadtest results"; echo
+    echo "<!-- scenarios:begin -->"
+    echo "| scenario | command | result |"; echo "|---|---|---|"
+    cat "$OUT/rows.md"
+    echo "<!-- scenarios:end -->"
+  } > "$RESULTS"
 fi
 echo "wrote $RESULTS"
