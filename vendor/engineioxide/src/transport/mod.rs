@@ -1,0 +1,4 @@
+//! All transports modules available in engineioxide
+
+pub mod polling;
+pub mod ws;
