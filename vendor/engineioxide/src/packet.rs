@@ -13,7 +13,9 @@ use crate::errors::Error;
 #[derive(Debug, Clone, PartialEq, PartialOrd)]
 pub enum Packet {
     /// Open packet used to initiate a connection
-    Open(OpenPacket),
+    // alert-broadcaster patch: boxed, so that `Packet` (and every slot of a
+    // connection's send channel) is the size of a `Bytes` plus its tag.
+    Open(Box<OpenPacket>),
     /// Close packet used to close a connection
     Close,
     /// Ping packet used to check if the connection is still alive
@@ -267,11 +269,11 @@ mod tests {
     #[test]
     fn test_open_packet() {
         let sid = Sid::new();
-        let packet = Packet::Open(OpenPacket::new(
+        let packet = Packet::Open(Box::new(OpenPacket::new(
             TransportType::Polling,
             sid,
             &EngineIoConfig::default(),
-        ));
+        )));
         let packet_str: String = packet.into();
         assert_eq!(
             packet_str,
@@ -339,7 +341,7 @@ mod tests {
             },
         );
         let size = serde_json::to_string(&open).unwrap().len();
-        let packet = Packet::Open(open);
+        let packet = Packet::Open(Box::new(open));
         assert_eq!(packet.get_size_hint(false), size);
 
         let packet = Packet::Close;

@@ -12,6 +12,7 @@ use futures_util::{
 };
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::future::FutureExt as _;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -106,7 +107,8 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
 ///
 /// Sends an open packet if it is not an upgrade from a polling request
 ///
-/// Read packets from the websocket and handle them, it will block until the connection is closed
+/// Spawns the tasks that read packets from the websocket and handle them until the
+/// connection is closed, and returns.
 #[cfg_attr(
     feature = "tracing",
     tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
@@ -154,17 +156,22 @@ where
     };
     let (tx, rx) = ws.split();
 
+    // alert-broadcaster patch: both loops are tasks of their own, wrapped with
+    // `with_cancellation_token_owned`. Awaited here, the read loop kept this whole
+    // set-up future (request parts, handshake states: ~4.3 KiB) alive for the life
+    // of every connection; and `run_until_cancelled_owned`, an async fn, stored
+    // the future it wraps three times (the writer task was 2.1 KiB, its loop 0.7).
+
     // Pipe between websocket and internal socket channel
     let cancel_token = socket.cancellation_token.clone();
     tokio::spawn(
-        cancel_token
-            .clone()
-            .run_until_cancelled_owned(forward_to_socket::<H, S>(socket.clone(), tx)),
+        forward_to_socket::<H, S>(socket.clone(), tx)
+            .with_cancellation_token_owned(cancel_token.clone()),
     );
 
     // pipe between internal socket channel and websocket
-    cancel_token
-        .run_until_cancelled_owned(async move {
+    tokio::spawn(
+        async move {
             if let Err(ref e) = forward_to_handler(&engine, rx, &socket).await {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("error when handling packet: {:?}", e);
@@ -174,8 +181,9 @@ where
             } else {
                 engine.close_session(socket.id, DisconnectReason::TransportClose);
             }
-        })
-        .await;
+        }
+        .with_cancellation_token_owned(cancel_token),
+    );
     Ok(())
 }
 
@@ -276,12 +284,12 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         }
 
     while let Some(items) = internal_rx.recv().await {
-        for item in items {
+        for item in *items {
             map_fn!(item);
         }
         // For every available packet we continue to send until the channel is drained
         while let Ok(items) = internal_rx.try_recv() {
-            for item in items {
+            for item in *items {
                 map_fn!(item);
             }
         }
@@ -298,7 +306,11 @@ async fn init_handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let packet = Packet::Open(OpenPacket::new(TransportType::Websocket, sid, config));
+    let packet = Packet::Open(Box::new(OpenPacket::new(
+        TransportType::Websocket,
+        sid,
+        config,
+    )));
     ws.send(Message::Text(packet.into())).await?;
     Ok(())
 }

@@ -87,7 +87,7 @@ pub async fn v4_encoder(
     while let Some(packets) =
         try_recv_packet(&mut rx, data.len() + PUNCTUATION_LEN, max_payload, true)
     {
-        for packet in packets {
+        for packet in *packets {
             let packet: String = packet.into();
 
             if !data.is_empty() {
@@ -100,7 +100,7 @@ pub async fn v4_encoder(
     // If there is no packet in the buffer, wait for the next packet
     if data.is_empty() {
         let packets = recv_packet(&mut rx).await?;
-        for packet in packets {
+        for packet in *packets {
             let packet: String = packet.into();
             data.push_str(&packet);
         }
