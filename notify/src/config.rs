@@ -51,8 +51,9 @@ pub struct ClientArgs {
     #[arg(long, env = "CLIENT_BUFFER", default_value_t = 256)]
     pub client_buffer: usize,
     /// Read buffer of each WebSocket connection (socketioxide's default is 4 KiB);
-    /// clients send little, so a small one saves memory per connection.
-    #[arg(long, env = "WS_READ_BUFFER_BYTES", default_value_t = 1024)]
+    /// clients send little (pongs, subscriptions), so a small one saves memory per
+    /// connection. Larger packets are read in several steps.
+    #[arg(long, env = "WS_READ_BUFFER_BYTES", default_value_t = 256)]
     pub ws_read_buffer_bytes: usize,
     /// How often the live feed is compared with the event log to find gaps.
     #[arg(long, env = "GAP_CHECK_MS", default_value_t = 1000)]

@@ -160,12 +160,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// Copies a Socket.IO request's URI and headers out of hyper's read buffer.
+/// The request headers the Socket.IO stack reads (engineioxide: the WebSocket key, and
+/// a polling POST's content type); socketioxide keeps every socket's request head.
+const SOCKET_IO_HEADERS: [header::HeaderName; 4] = [
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+];
+
+/// Copies a Socket.IO request's URI, and only the headers in [`SOCKET_IO_HEADERS`], out
+/// of hyper's read buffer.
 ///
 /// hyper parses them zero-copy, as slices of the connection's read buffer (16 KiB), and
 /// socketioxide keeps each socket's request head for the socket's life: without the
 /// copy every idle connection pins that whole buffer (measured with heaptrack: 16 of
-/// ~30 KiB per connection).
+/// ~30 KiB per connection). The other headers (cookies, user agent, ...) are dropped so
+/// that what a client sends does not decide what its connection holds; CORS, the
+/// outer layer, has seen them already. Socket handlers must not read request headers.
 async fn own_request_head(mut request: axum::extract::Request) -> axum::extract::Request {
     if request.uri().path().starts_with("/socket.io") {
         if let Ok(uri) = request.uri().to_string().parse::<axum::http::Uri>() {
@@ -175,10 +187,10 @@ async fn own_request_head(mut request: axum::extract::Request) -> axum::extract:
                 .insert(axum::extract::OriginalUri(uri.clone()));
             *request.uri_mut() = uri;
         }
-        let headers = request
-            .headers()
+        let headers = SOCKET_IO_HEADERS
             .iter()
-            .filter_map(|(name, value)| {
+            .filter_map(|name| {
+                let value = request.headers().get(name)?;
                 let value = HeaderValue::from_bytes(value.as_bytes()).ok()?;
                 Some((name.clone(), value))
             })
@@ -208,4 +220,43 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, RunError> {
             ])
             .allow_credentials(true),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::{body::Body, extract::OriginalUri, http::Request};
+
+    fn request(path: &str) -> axum::extract::Request {
+        Request::builder()
+            .uri(path)
+            .header(header::COOKIE, "session=".to_owned() + &"x".repeat(4000))
+            .header(header::USER_AGENT, "test")
+            .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn socket_io_requests_keep_only_the_headers_the_stack_reads() {
+        let path = "/socket.io/?EIO=4&transport=websocket";
+        let kept = own_request_head(request(path)).await;
+        let names: Vec<&str> = kept.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["sec-websocket-key", "content-type"]);
+        assert_eq!(
+            kept.headers()[header::SEC_WEBSOCKET_KEY],
+            "dGhlIHNhbXBsZSBub25jZQ=="
+        );
+        assert_eq!(kept.uri(), path);
+        let original = kept.extensions().get::<OriginalUri>().unwrap();
+        assert_eq!(original.0, path);
+
+        let other = own_request_head(request("/api/stream")).await;
+        assert_eq!(
+            other.headers().len(),
+            4,
+            "only Socket.IO requests are trimmed"
+        );
+    }
 }
