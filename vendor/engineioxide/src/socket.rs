@@ -76,8 +76,8 @@ use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
 use tokio::sync::{
-    Mutex,
-    mpsc::{self, Receiver, error::TrySendError},
+    Mutex, Notify,
+    mpsc::{self, error::TrySendError},
 };
 
 pub use engineioxide_core::Sid;
@@ -218,12 +218,15 @@ where
     /// Channel to send [PacketBuf] to the internal connection
     internal_tx: mpsc::Sender<PacketBuf>,
 
-    /// Internal channel to receive Pong [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) in the heartbeat job
-    /// which is running in a separate task
-    heartbeat_rx: Mutex<Receiver<()>>,
-    /// Channel to send Ping [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) from the connexion to the heartbeat job
-    /// which is running in a separate task
-    pub(crate) heartbeat_tx: mpsc::Sender<()>,
+    /// Wakes the heartbeat job (a separate task) when a Pong [`Packet`] (v4 protocol)
+    /// or Ping (v3 protocol) arrives.
+    ///
+    /// alert-broadcaster patch: a `Notify` and a flag instead of a one-slot mpsc
+    /// channel, whose cache-padded shared state cost ~0.5 KiB per connection. Same
+    /// rule: a second heartbeat before the job took the first is an error.
+    heartbeat: Notify,
+    /// A heartbeat arrived that the heartbeat job has not taken yet.
+    heartbeat_pending: AtomicBool,
 
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
@@ -254,7 +257,6 @@ where
         #[cfg(feature = "v3")] supports_binary: bool,
     ) -> Self {
         let (internal_tx, internal_rx) = mpsc::channel(config.max_buffer_size);
-        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
 
         Self {
             id: Sid::new(),
@@ -265,8 +267,8 @@ where
             internal_rx: Mutex::new(PeekableReceiver::new(internal_rx)),
             internal_tx,
 
-            heartbeat_rx: Mutex::new(heartbeat_rx),
-            heartbeat_tx,
+            heartbeat: Notify::new(),
+            heartbeat_pending: AtomicBool::new(false),
             cancellation_token: CancellationToken::new(),
 
             close_fn,
@@ -346,18 +348,15 @@ where
     ///
     /// If the client does not respond within the timeout, the connection is closed.
     async fn heartbeat_job_v4(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        let mut heartbeat_rx = self
-            .heartbeat_rx
-            .try_lock()
-            .expect("Pong rx should be locked only once");
-
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
         let mut interval_tick = tokio::time::interval(interval);
         interval_tick.tick().await;
         // Some clients send the pong packet in first. If that happens, we should consume it.
-        heartbeat_rx.try_recv().ok();
+        if self.heartbeat_pending.load(Ordering::Acquire) {
+            self.take_heartbeat().await;
+        }
         loop {
             // If we are currently upgrading we should pause the heartbeat process
             if self.is_upgrading() {
@@ -375,10 +374,9 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
 
-            tokio::time::timeout(timeout, heartbeat_rx.recv())
+            tokio::time::timeout(timeout, self.take_heartbeat())
                 .await
-                .map_err(|_| Error::HeartbeatTimeout)?
-                .ok_or(Error::HeartbeatTimeout)?;
+                .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "pong received");
@@ -389,19 +387,13 @@ where
 
     #[cfg(feature = "v3")]
     async fn heartbeat_job_v3(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        let mut heartbeat_rx = self
-            .heartbeat_rx
-            .try_lock()
-            .expect("Pong rx should be locked only once");
-
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat receiver routine started");
 
         loop {
-            tokio::time::timeout(interval + timeout, heartbeat_rx.recv())
+            tokio::time::timeout(interval + timeout, self.take_heartbeat())
                 .await
-                .map_err(|_| Error::HeartbeatTimeout)?
-                .ok_or(Error::HeartbeatTimeout)?;
+                .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
@@ -409,6 +401,22 @@ where
                 .try_send(Box::new(smallvec![Packet::Pong]))
                 .map_err(|_| Error::HeartbeatTimeout)?;
         }
+    }
+
+    /// Records a heartbeat from the client for the heartbeat job; a second one before
+    /// the job took the first is an error.
+    pub(crate) fn heartbeat_received(&self) -> Result<(), Error> {
+        if self.heartbeat_pending.swap(true, Ordering::AcqRel) {
+            return Err(Error::HeartbeatTimeout);
+        }
+        self.heartbeat.notify_one();
+        Ok(())
+    }
+
+    /// Waits for the client's next heartbeat and takes it.
+    async fn take_heartbeat(&self) {
+        self.heartbeat.notified().await;
+        self.heartbeat_pending.store(false, Ordering::Release);
     }
 
     /// Returns true if the [`Socket`] has a websocket [`TransportType`]
@@ -506,8 +514,7 @@ impl<D: Default + Send + Sync + 'static> std::fmt::Debug for Socket<D> {
             .field("conn", &self.transport)
             .field("internal_rx", &self.internal_rx)
             .field("internal_tx", &self.internal_tx)
-            .field("heartbeat_rx", &self.heartbeat_rx)
-            .field("heartbeat_tx", &self.heartbeat_tx)
+            .field("heartbeat_pending", &self.heartbeat_pending)
             .field("cancellation_token", &self.cancellation_token)
             .field("req_data", &self.req_parts)
             .finish()
@@ -555,7 +562,6 @@ where
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
         let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
-        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
 
         let sock = Self {
             id: sid,
@@ -566,8 +572,8 @@ where
             internal_rx: Mutex::new(PeekableReceiver::new(internal_rx)),
             internal_tx,
 
-            heartbeat_rx: Mutex::new(heartbeat_rx),
-            heartbeat_tx,
+            heartbeat: Notify::new(),
+            heartbeat_pending: AtomicBool::new(false),
             cancellation_token: CancellationToken::new(),
             close_fn,
 

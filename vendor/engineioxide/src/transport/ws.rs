@@ -200,10 +200,7 @@ where
         match msg {
             Message::Text(msg) => match Packet::try_from(msg)? {
                 Packet::Close => break,
-                Packet::Pong | Packet::Ping => socket
-                    .heartbeat_tx
-                    .try_send(())
-                    .map_err(|_| Error::HeartbeatTimeout),
+                Packet::Pong | Packet::Ping => socket.heartbeat_received(),
                 Packet::Message(msg) => {
                     engine.handler.on_message(msg, socket.clone());
                     Ok(())

@@ -174,10 +174,7 @@ where
                 engine.close_session(sid, DisconnectReason::TransportClose);
                 break;
             }
-            Ok(Packet::Pong | Packet::Ping) => socket
-                .heartbeat_tx
-                .try_send(())
-                .map_err(|_| Error::HeartbeatTimeout),
+            Ok(Packet::Pong | Packet::Ping) => socket.heartbeat_received(),
             Ok(Packet::Message(msg)) => {
                 engine.handler.on_message(msg, socket.clone());
                 Ok(())
