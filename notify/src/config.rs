@@ -58,6 +58,15 @@ pub struct ClientArgs {
     /// How often the live feed is compared with the event log to find gaps.
     #[arg(long, env = "GAP_CHECK_MS", default_value_t = 1000)]
     pub gap_check_ms: u64,
+    /// How often each Socket.IO client is pinged (Engine.IO `pingInterval`).
+    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub ping_interval_ms: u64,
+    /// How long a client has to answer a ping before it is disconnected as gone
+    /// (Engine.IO `pingTimeout`).
+    #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub ping_timeout_ms: u64,
 }
 
 impl ClientArgs {

@@ -119,6 +119,8 @@ pub async fn serve(
         .max_buffer_size(settings.client_buffer)
         .max_payload(settings.max_payload_bytes)
         .ws_read_buffer_size(settings.ws_read_buffer_bytes)
+        .ping_interval(Duration::from_millis(settings.ping_interval_ms))
+        .ping_timeout(Duration::from_millis(settings.ping_timeout_ms))
         .build_layer();
     let limits = hub::Limits {
         max_locations: settings.max_locations_per_client,

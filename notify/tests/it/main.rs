@@ -7,6 +7,7 @@ mod helpers;
 mod clients;
 mod end_to_end;
 mod gaps;
+mod heartbeat;
 mod resume;
 mod rooms;
 mod slow;
