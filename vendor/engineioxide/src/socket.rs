@@ -319,9 +319,9 @@ where
             }
             .with_cancellation_token_owned(cancellation_token)
             .inspect(|_v| {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(aborted = _v.is_none(), "heartbeat job completed");
-                }),
+                #[cfg(feature = "tracing")]
+                tracing::debug!(aborted = _v.is_none(), "heartbeat job completed");
+            }),
         );
     }
 

@@ -12,7 +12,6 @@ use futures_util::{
 };
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::future::FutureExt as _;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -21,6 +20,7 @@ use tokio_tungstenite::{
         protocol::{Role, WebSocketConfig},
     },
 };
+use tokio_util::future::FutureExt as _;
 
 use engineioxide_core::Sid;
 
