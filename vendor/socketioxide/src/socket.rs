@@ -704,6 +704,19 @@ impl<A: Adapter> Socket<A> {
         &self.ns.path
     }
 
+    // alert-broadcaster patch: a public, non-blocking way to close one socket's transport.
+    /// # Close the engine.io connection, without a Socket.IO `DISCONNECT` packet.
+    ///
+    /// The client sees its transport close and, like after a server restart, stock
+    /// clients reconnect by themselves. A `DISCONNECT` ([`Socket::disconnect`]) tells
+    /// them the opposite: they stay disconnected until the application reconnects.
+    /// The disconnect handler runs with [`DisconnectReason::ClosingServer`].
+    pub fn close_transport(&self) {
+        if !self.esocket.is_closed() {
+            self.esocket.close(EIoDisconnectReason::ClosingServer);
+        }
+    }
+
     /// # Close the engine.io connection if it is not already closed.
     ///
     /// Return a future that resolves when the underlying transport is closed.
