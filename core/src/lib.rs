@@ -7,6 +7,7 @@
 //! - [`cap`]: CAP 1.2 XML into the same messages.
 //! - [`aggregate`]: the aggregation rules as pure functions, and the in-memory
 //!   `Aggregator` built from them (the reference the Redis script is tested against).
+//! - [`offset`]: an event's place in the log, ordered as numbers.
 //! - [`queue`], [`state`]: the boundaries the backends implement (RabbitMQ and Redis
 //!   in production, in-process in standalone mode).
 //! - [`telemetry`], [`shutdown`], [`service`]: logging, signal handling and the
@@ -16,6 +17,7 @@ pub mod aggregate;
 pub mod cap;
 pub mod input;
 pub mod model;
+pub mod offset;
 pub mod queue;
 pub mod secret;
 pub mod service;
@@ -26,6 +28,7 @@ pub mod telemetry;
 pub use aggregate::{Aggregator, Change, Ingested, apply_alert, close, close_if_due};
 pub use input::{InvalidInput, Limits, RequestContext};
 pub use model::{Alert, Cancel, CloseReason, Event, EventDraft, EventType, QueueMessage, Window};
+pub use offset::Offset;
 pub use queue::{AlertQueue, QueueError, decode_entry, encode_entry};
 pub use secret::Secret;
 pub use service::ServiceArgs;

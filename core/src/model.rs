@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::offset::Offset;
+
 /// `type` shown for a window that holds more than one kind of threat.
 pub const MIXED_THREATS: &str = "Mixed Threats";
 
@@ -179,7 +181,7 @@ pub struct EventDraft {
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub id: Uuid,
-    pub offset: String,
+    pub offset: Offset,
     pub epoch: String,
     pub event_type: EventType,
     pub location: String,
@@ -206,7 +208,7 @@ impl Event {
     pub fn new(
         draft: EventDraft,
         id: Uuid,
-        offset: String,
+        offset: Offset,
         epoch: String,
         created_at: DateTime<Utc>,
     ) -> Self {
@@ -238,7 +240,7 @@ const EVENTS: Uuid = Uuid::from_u128(0x3f0c_9d2e_6b1a_4c85_a7e4_52d1_0b9f_e613);
 
 /// An event's id: derived from its place in the log, so every reader of the log (live
 /// feed, replay, SSE) gives the same event the same id.
-pub fn event_id(epoch: &str, offset: &str) -> Uuid {
+pub fn event_id(epoch: &str, offset: Offset) -> Uuid {
     Uuid::new_v5(&EVENTS, format!("{epoch}/{offset}").as_bytes())
 }
 
@@ -270,7 +272,7 @@ mod tests {
             alert_id: None,
         };
         let created = "2026-11-22T10:10:00.100Z".parse().unwrap();
-        let event = Event::new(draft, Uuid::nil(), "1-0".into(), "e1".into(), created);
+        let event = Event::new(draft, Uuid::nil(), Offset::new(1, 0), "e1".into(), created);
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(
             json,

@@ -2,9 +2,8 @@
 //! Redis implements it in production (`alert-redis`), in-process state in standalone
 //! mode (`alert-standalone`).
 //!
-//! The event log is ordered by `offset`, a string of the form `<ms>-<seq>` (a Redis
-//! stream id, which the in-process log imitates), and belongs to an `epoch`: when the
-//! epoch changes, offsets from before it mean nothing and clients resynchronise.
+//! The event log is ordered by [`Offset`] and belongs to an `epoch`: when the epoch
+//! changes, offsets from before it mean nothing and clients resynchronise.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -13,14 +12,8 @@ use uuid::Uuid;
 use crate::{
     aggregate::Change,
     model::{Event, Window},
+    offset::Offset,
 };
-
-/// A log offset as numbers (milliseconds, sequence), for ordering; `None` when it is
-/// not of the form `<ms>-<seq>`.
-pub fn offset_key(offset: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = offset.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
 
 /// A backend failure; every one means "unavailable now, retry" to the caller.
 pub type StateError = Box<dyn std::error::Error + Send + Sync>;
@@ -44,11 +37,11 @@ pub trait EventLog: Send + Sync + 'static {
     /// The log's current epoch; `None` before the first event.
     async fn epoch(&self) -> Result<Option<String>, StateError>;
     /// Up to `limit` events after `offset`, oldest first.
-    async fn events_after(&self, offset: &str, limit: u64) -> Result<Vec<Event>, StateError>;
+    async fn events_after(&self, after: Offset, limit: u64) -> Result<Vec<Event>, StateError>;
     /// The newest `limit` events, oldest first.
     async fn latest_events(&self, limit: u64) -> Result<Vec<Event>, StateError>;
     /// Offsets of the oldest and newest events still in the log.
-    async fn log_bounds(&self) -> Result<Option<(String, String)>, StateError>;
+    async fn log_bounds(&self) -> Result<Option<(Offset, Offset)>, StateError>;
     /// The open windows, of `locations` only when given.
     async fn active(&self, locations: Option<&[String]>) -> Result<Vec<Window>, StateError>;
     /// A location's newest `limit` history entries, newest first.

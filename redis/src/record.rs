@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use alert_core::{
-    Change, CloseReason, Event, EventDraft, EventType, HistoryEntry, Window, model::event_id,
+    Change, CloseReason, Event, EventDraft, EventType, HistoryEntry, Offset, Window,
+    model::event_id,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -68,11 +69,11 @@ impl LogRecord {
     }
 
     /// The client event, at `offset` in the log.
-    pub fn into_event(self, offset: &str) -> Event {
+    pub fn into_event(self, offset: Offset) -> Event {
         let id = event_id(&self.epoch, offset);
         let created_at = millis(self.created_at);
         let draft = self.draft();
-        Event::new(draft, id, offset.to_owned(), self.epoch, created_at)
+        Event::new(draft, id, offset, self.epoch, created_at)
     }
 }
 
@@ -81,6 +82,9 @@ pub fn parse_live_message(payload: &str) -> Result<Event, String> {
     let (offset, body) = payload
         .split_once(' ')
         .ok_or("live message without an offset")?;
+    let offset = offset
+        .parse()
+        .map_err(|e| format!("live message offset {offset:?}: {e}"))?;
     let record: LogRecord =
         serde_json::from_str(body).map_err(|e| format!("bad live record: {e}"))?;
     Ok(record.into_event(offset))

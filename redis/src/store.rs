@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use alert_core::{Event, EventLog, HistoryEntry, QueueMessage, StateError, Window};
+use alert_core::{Event, EventLog, HistoryEntry, Offset, QueueMessage, StateError, Window};
 use chrono::{DateTime, Utc};
 use fred::{
     prelude::*,
@@ -313,11 +313,11 @@ impl Store {
         self.client.get(self.keys.epoch()).await
     }
 
-    /// Up to `limit` events after `offset` (exclusive), oldest first.
-    pub async fn events_after(&self, offset: &str, limit: u64) -> Result<Vec<Event>, Error> {
+    /// Up to `limit` events after `after` (exclusive), oldest first.
+    pub async fn events_after(&self, after: Offset, limit: u64) -> Result<Vec<Event>, Error> {
         let entries: Vec<(String, Vec<(String, String)>)> = self
             .client
-            .xrange(self.keys.log(), format!("({offset}"), "+", Some(limit))
+            .xrange(self.keys.log(), format!("({after}"), "+", Some(limit))
             .await?;
         Ok(entries
             .into_iter()
@@ -340,7 +340,7 @@ impl Store {
     }
 
     /// Offset of the oldest and the newest entry still in the log.
-    pub async fn log_bounds(&self) -> Result<Option<(String, String)>, Error> {
+    pub async fn log_bounds(&self) -> Result<Option<(Offset, Offset)>, Error> {
         let first: Vec<(String, Vec<(String, String)>)> = self
             .client
             .xrange(self.keys.log(), "-", "+", Some(1))
@@ -353,7 +353,7 @@ impl Store {
             .into_iter()
             .next()
             .zip(last.into_iter().next())
-            .map(|(a, b)| (a.0, b.0)))
+            .and_then(|(first, last)| Some((stream_offset(&first.0)?, stream_offset(&last.0)?))))
     }
 
     /// Open windows for `locations`, or all open windows when `None`.
@@ -406,10 +406,23 @@ impl Store {
     }
 }
 
+/// A stream entry id as an offset; Redis gives out nothing else, so anything else is a
+/// foreign entry, logged and skipped.
+fn stream_offset(id: &str) -> Option<Offset> {
+    match id.parse() {
+        Ok(offset) => Some(offset),
+        Err(error) => {
+            tracing::error!(%error, id, "event log entry id is not an offset");
+            None
+        }
+    }
+}
+
 fn decode_entry(offset: &str, fields: Vec<(String, String)>) -> Option<Event> {
+    let id = stream_offset(offset)?;
     let (_, body) = fields.into_iter().find(|(name, _)| name == "e")?;
     match serde_json::from_str::<LogRecord>(&body) {
-        Ok(record) => Some(record.into_event(offset)),
+        Ok(record) => Some(record.into_event(id)),
         Err(error) => {
             tracing::error!(%error, offset, "unreadable event log entry");
             None
@@ -466,15 +479,15 @@ impl EventLog for Store {
         Ok(Store::epoch(self).await?)
     }
 
-    async fn events_after(&self, offset: &str, limit: u64) -> Result<Vec<Event>, StateError> {
-        Ok(Store::events_after(self, offset, limit).await?)
+    async fn events_after(&self, after: Offset, limit: u64) -> Result<Vec<Event>, StateError> {
+        Ok(Store::events_after(self, after, limit).await?)
     }
 
     async fn latest_events(&self, limit: u64) -> Result<Vec<Event>, StateError> {
         Ok(Store::latest_events(self, limit).await?)
     }
 
-    async fn log_bounds(&self) -> Result<Option<(String, String)>, StateError> {
+    async fn log_bounds(&self) -> Result<Option<(Offset, Offset)>, StateError> {
         Ok(Store::log_bounds(self).await?)
     }
 

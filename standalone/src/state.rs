@@ -8,8 +8,8 @@ use std::{
 };
 
 use alert_core::{
-    Aggregator, Event, EventDraft, EventLog, HistoryEntry, Ingested, LiveFeed, LiveSignal,
-    QueueMessage, StateError, Window, model::event_id, state::offset_key,
+    Aggregator, Event, EventDraft, EventLog, HistoryEntry, Ingested, LiveFeed, LiveSignal, Offset,
+    QueueMessage, StateError, Window, model::event_id,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
@@ -37,8 +37,8 @@ struct Inner {
     aggregator: Aggregator,
     epoch: String,
     log: VecDeque<Event>,
-    /// The last offset given out, as (milliseconds, sequence).
-    last: (u64, u64),
+    /// The last offset given out.
+    last: Offset,
     history: HashMap<String, VecDeque<HistoryEntry>>,
 }
 
@@ -51,7 +51,7 @@ impl State {
                 aggregator,
                 epoch: uuid::Uuid::new_v4().simple().to_string(),
                 log: VecDeque::new(),
-                last: (0, 0),
+                last: Offset::START,
                 history: HashMap::new(),
             }),
             bus: broadcast::channel(BUS_BUFFER).0,
@@ -124,7 +124,7 @@ impl State {
 
     fn emit(&self, inner: &mut Inner, draft: EventDraft, now: DateTime<Utc>) {
         let offset = inner.next_offset(now);
-        let id = event_id(&inner.epoch, &offset);
+        let id = event_id(&inner.epoch, offset);
         let event = Event::new(draft, id, offset, inner.epoch.clone(), now);
         if inner.log.len() >= self.settings.log_len.max(1) {
             inner.log.pop_front();
@@ -145,14 +145,14 @@ impl State {
 impl Inner {
     /// Offsets imitate Redis stream ids, `<ms>-<seq>`, increasing even if the clock
     /// steps back.
-    fn next_offset(&mut self, now: DateTime<Utc>) -> String {
+    fn next_offset(&mut self, now: DateTime<Utc>) -> Offset {
         let ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        self.last = if ms > self.last.0 {
-            (ms, 0)
+        self.last = if ms > self.last.ms {
+            Offset::new(ms, 0)
         } else {
-            (self.last.0, self.last.1 + 1)
+            Offset::new(self.last.ms, self.last.seq + 1)
         };
-        format!("{}-{}", self.last.0, self.last.1)
+        self.last
     }
 
     fn remember(&mut self, location: &str, entry: HistoryEntry, len: usize) {
@@ -164,10 +164,8 @@ impl Inner {
     }
 
     /// Index of the first event after `offset` (offsets increase along the log).
-    fn after(&self, offset: &str) -> usize {
-        let key = offset_key(offset);
-        self.log
-            .partition_point(|event| offset_key(&event.offset) <= key)
+    fn after(&self, offset: Offset) -> usize {
+        self.log.partition_point(|event| event.offset <= offset)
     }
 }
 
@@ -177,9 +175,9 @@ impl EventLog for State {
         Ok(Some(self.lock().epoch.clone()))
     }
 
-    async fn events_after(&self, offset: &str, limit: u64) -> Result<Vec<Event>, StateError> {
+    async fn events_after(&self, after: Offset, limit: u64) -> Result<Vec<Event>, StateError> {
         let inner = self.lock();
-        let from = inner.after(offset);
+        let from = inner.after(after);
         Ok(inner
             .log
             .range(from..)
@@ -194,13 +192,13 @@ impl EventLog for State {
         Ok(inner.log.range(from..).cloned().collect())
     }
 
-    async fn log_bounds(&self) -> Result<Option<(String, String)>, StateError> {
+    async fn log_bounds(&self) -> Result<Option<(Offset, Offset)>, StateError> {
         let inner = self.lock();
         Ok(inner
             .log
             .front()
             .zip(inner.log.back())
-            .map(|(first, last)| (first.offset.clone(), last.offset.clone())))
+            .map(|(first, last)| (first.offset, last.offset)))
     }
 
     async fn active(&self, locations: Option<&[String]>) -> Result<Vec<Window>, StateError> {

@@ -62,7 +62,10 @@ impl Env {
 
     /// Every event in the log, oldest first.
     pub(crate) async fn events(&self) -> Vec<Event> {
-        self.store.events_after("0-0", 1_000_000).await.unwrap()
+        self.store
+            .events_after(alert_core::Offset::START, 1_000_000)
+            .await
+            .unwrap()
     }
 
     /// Waits until the log holds at least `n` events.

@@ -57,7 +57,10 @@ fn shared() -> &'static Shared {
 }
 
 async fn new_drafts(store: &Store, seen: &mut usize) -> Vec<EventDraft> {
-    let events = store.events_after("0-0", 100_000).await.unwrap();
+    let events = store
+        .events_after(alert_core::Offset::START, 100_000)
+        .await
+        .unwrap();
     let fresh: Vec<_> = events[*seen..]
         .iter()
         .map(|e| EventDraft {
