@@ -47,9 +47,16 @@ pub struct ClientArgs {
     /// Largest Socket.IO packet a client may send.
     #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 16 * 1024)]
     pub max_payload_bytes: u64,
-    /// Packets buffered per client before it counts as too slow and is disconnected.
+    /// Packets buffered per client for its transport to send. When it is full the
+    /// client's events are held for it, in order, and handed on as it empties.
     #[arg(long, env = "CLIENT_BUFFER", default_value_t = 256)]
     pub client_buffer: usize,
+    /// Events held for one client whose buffer is full before its transport is closed
+    /// (it reconnects and resumes with `since`). Enough for a client that keeps up to
+    /// take the burst of a gap filled after a Redis outage; each held event is a shared
+    /// pointer, not a copy.
+    #[arg(long, env = "CLIENT_BACKLOG", default_value_t = 10_000)]
+    pub client_backlog: usize,
     /// Read buffer of each WebSocket connection (socketioxide's default is 4 KiB);
     /// clients send little (pongs, subscriptions), so a small one saves memory per
     /// connection. Larger packets are read in several steps.

@@ -21,7 +21,9 @@ use std::{sync::Arc, time::Duration};
 use alert_core::{LiveFeed, LiveSignal, StateError};
 use tokio::sync::watch;
 
-use crate::hub::{Hub, Position, compare_offsets};
+use alert_core::Offset;
+
+use crate::hub::{Hub, Position};
 
 const PAGE: u64 = 500;
 
@@ -147,21 +149,19 @@ async fn fill(hub: &Hub) -> Result<u64, StateError> {
         return Ok(0);
     };
     let last = hub.position().offset;
-    if let Some(last) = &last
-        && compare_offsets(&newest.offset, last) != std::cmp::Ordering::Greater
-    {
+    if Some(newest.offset) <= last {
         return Ok(0);
     }
-    if let Some(last) = &last
+    if let Some(last) = last
         && let Some((oldest, _)) = hub.store.log_bounds().await?
-        && compare_offsets(&oldest, last) == std::cmp::Ordering::Greater
+        && oldest > last
     {
         // The events right after `last` may be gone: nobody can be sure to have all.
         hub.set_position(Position {
             epoch: Some(newest.epoch.clone()),
             offset: None,
         });
-        hub.resync_all().await;
+        hub.resync_all();
         hub.set_position(Position {
             epoch: Some(newest.epoch),
             offset: Some(newest.offset),
@@ -170,11 +170,10 @@ async fn fill(hub: &Hub) -> Result<u64, StateError> {
     }
     // Nothing fanned out yet: the log was empty when this pod started, so all of it
     // is new.
-    let last = last.unwrap_or_else(|| "0-0".to_owned());
+    let mut from = last.unwrap_or(Offset::START);
     let mut filled = 0;
-    let mut from = last;
     loop {
-        let page = hub.store.events_after(&from, PAGE).await?;
+        let page = hub.store.events_after(from, PAGE).await?;
         let full = page.len() as u64 == PAGE;
         for event in &page {
             filled += u64::from(hub.publish(event));

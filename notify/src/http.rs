@@ -73,6 +73,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Query`, with a malformed query string answered like every other bad input: 400
+/// with a JSON error (axum's own rejection is plain text).
+struct ApiQuery<T>(T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(query)) => Ok(ApiQuery(query)),
+            Err(rejection) => Err(ApiError::Invalid(rejection.body_text())),
+        }
+    }
+}
+
 /// `?locations=a,b` into a checked filter; `None` for all.
 fn location_filter(hub: &Hub, raw: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
     let Some(raw) = raw.filter(|raw| !raw.trim().is_empty()) else {
@@ -100,7 +122,7 @@ struct LocationsQuery {
 /// `GET /api/active?locations=a,b`: `{epoch, offset, active}` like the `snapshot`.
 async fn active(
     State(state): State<AppState>,
-    Query(query): Query<LocationsQuery>,
+    ApiQuery(query): ApiQuery<LocationsQuery>,
 ) -> Result<Json<Snapshot>, ApiError> {
     let hub = &state.hub;
     let filter = location_filter(hub, query.locations.as_deref())?;
@@ -131,17 +153,15 @@ struct EventsPage {
 /// the newest `limit` without `since`.
 async fn events(
     State(state): State<AppState>,
-    Query(query): Query<EventsQuery>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventsPage>, ApiError> {
     let hub = &state.hub;
     let limit = bounded(query.limit, 100, hub.limits.replay_limit)?;
     let events = match query.since.as_deref() {
         Some(since) => {
-            if alert_core::state::offset_key(since).is_none() {
-                return Err(ApiError::Invalid(
-                    "since must be an offset like 1700000000000-0".into(),
-                ));
-            }
+            let since = since.parse().map_err(|_| {
+                ApiError::Invalid("since must be an offset like 1700000000000-0".into())
+            })?;
             hub.store.events_after(since, limit).await?
         }
         None => hub.store.latest_events(limit).await?,
@@ -167,7 +187,7 @@ struct History {
 /// `GET /api/history?location=&limit=`: the newest alerts for one location.
 async fn history(
     State(state): State<AppState>,
-    Query(query): Query<HistoryQuery>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<History>, ApiError> {
     let location = query.location.unwrap_or_default();
     let location = clean_locations(&[location], 1)
@@ -204,7 +224,7 @@ impl Drop for Connected {
 async fn stream_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<StreamQuery>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let hub = state.hub.clone();
     let filter = location_filter(&hub, query.locations.as_deref())?;
@@ -214,14 +234,14 @@ async fn stream_events(
         .map(str::to_owned)
         .or(query.last_event_id)
         .filter(|id| !id.trim().is_empty());
-    let (position, live) = hub.join_at_position(|| hub.sse_receiver());
+    let (position, live) = hub.sse_at_position();
 
     let mut first = Vec::new();
     let replay = match last_id {
         Some(offset) => {
             let since = Since {
                 epoch: hub.store.epoch().await?,
-                offset: offset.trim().to_owned(),
+                offset: offset.trim().parse().ok(),
             };
             Some(hub.replay(&since, &position, filter.as_deref()).await?)
         }
@@ -233,7 +253,7 @@ async fn stream_events(
                 let data = serde_json::to_string(event).unwrap_or_default();
                 first.push(
                     SseEvent::default()
-                        .id(event.offset.clone())
+                        .id(event.offset.to_string())
                         .event("alert")
                         .data(data),
                 );
@@ -243,7 +263,7 @@ async fn stream_events(
             let active = hub.active(filter.as_deref(), &position).await?;
             let snapshot = Snapshot {
                 epoch: position.epoch.clone(),
-                offset: position.offset.clone(),
+                offset: position.offset,
                 active,
                 missed: None,
                 recovered: None,
@@ -251,7 +271,7 @@ async fn stream_events(
             let data = serde_json::to_string(&snapshot).unwrap_or_default();
             let mut event = SseEvent::default().event("snapshot").data(data);
             if let Some(offset) = &position.offset {
-                event = event.id(offset.clone());
+                event = event.id(offset.to_string());
             }
             first.push(event);
         }
@@ -307,7 +327,7 @@ impl LiveState {
                     self.deliveries.inc();
                     return Some(
                         SseEvent::default()
-                            .id(out.offset.clone())
+                            .id(out.offset.to_string())
                             .event("alert")
                             .data(out.json.get()),
                     );

@@ -1,22 +1,36 @@
 //! The state every transport shares: the last position fanned out, the fan-out itself
 //! (Socket.IO rooms and the SSE channel) and resume from the event log.
+//!
+//! # Order per client
+//! A Socket.IO client receives, after connect or subscribe, its `snapshot` (or the
+//! subscribe ack, with `missed`) first, then live events strictly newer than its
+//! offset, in offset order, none twice and none skipped. Two things would break that if
+//! events went straight to the rooms, and both are handled by *holding* the socket:
+//! taking it out of its rooms and queueing its events here, in order, under the same
+//! lock that orders the fan-out:
+//! - **Joining**: between the instant a client joins (its snapshot's position) and the
+//!   instant its snapshot is sent, newer events would overtake the snapshot.
+//! - **Behind**: a client whose send buffer is full would have to skip events. It is
+//!   held instead, and a drain task hands it the queue as its buffer empties; a client
+//!   that was keeping up catches up from a burst (a gap filled after a Redis outage)
+//!   without noticing. Only when its queue passes `backlog` is its transport closed:
+//!   stock clients then reconnect by themselves and resume with `since`.
 
 use std::{
-    cmp::Ordering,
-    collections::HashSet,
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, MutexGuard, Weak,
         atomic::{AtomicBool, Ordering as AtomicOrdering},
     },
     time::Duration,
 };
 
-use alert_core::{Event, EventLog, StateError, Window, state::offset_key};
+use alert_core::{Event, EventLog, Offset, StateError, Window};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use socketioxide::{SendError, SocketError, SocketIo, extract::SocketRef};
-use tokio::sync::broadcast;
+use socketioxide::{SendError, SocketError, SocketIo, extract::SocketRef, socket::Sid};
+use tokio::sync::{Notify, broadcast};
 
 use crate::metrics::Metrics;
 
@@ -27,18 +41,9 @@ pub(crate) const ALL_ROOM: &str = "\u{0}all";
 /// Events read from the log per request while filling a gap or replaying.
 const PAGE: u64 = 500;
 
-/// Orders two offsets numerically; unparsable offsets sort first.
-pub(crate) fn compare_offsets(a: &str, b: &str) -> Ordering {
-    offset_key(a).cmp(&offset_key(b))
-}
-
-/// Orders two optional offsets; `None` (nothing fanned out yet) comes first.
-fn compare_positions(a: &Option<String>, b: &Option<String>) -> Ordering {
-    match (a, b) {
-        (Some(a), Some(b)) => compare_offsets(a, b),
-        (a, b) => a.is_some().cmp(&b.is_some()),
-    }
-}
+/// How often the queues of clients that are behind are handed on. A client that keeps
+/// up empties its send buffer (`CLIENT_BUFFER` packets) in well under this on a LAN.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Open windows, shared between the clients that asked at the same position.
 #[derive(Debug, Clone, Default)]
@@ -54,15 +59,21 @@ impl Serialize for Windows {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Position {
     pub(crate) epoch: Option<String>,
-    pub(crate) offset: Option<String>,
+    pub(crate) offset: Option<Offset>,
 }
 
-/// A client's resume point: the last event it has seen.
+/// A client's resume point: the last event it has seen. An offset that does not parse
+/// resumes nothing (`recovered: false`), as an unknown epoch does.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Since {
     #[serde(default)]
     pub(crate) epoch: Option<String>,
-    pub(crate) offset: String,
+    #[serde(deserialize_with = "lenient_offset")]
+    pub(crate) offset: Option<Offset>,
+}
+
+fn lenient_offset<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Offset>, D::Error> {
+    Ok(String::deserialize(d)?.trim().parse().ok())
 }
 
 /// The answer to a resume: the events after `since` (up to the fan-out position), or
@@ -77,7 +88,7 @@ pub(crate) struct Replay {
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     pub(crate) location: String,
-    pub(crate) offset: String,
+    pub(crate) offset: Offset,
     pub(crate) json: Box<RawValue>,
 }
 
@@ -94,6 +105,83 @@ pub(crate) enum Fanout {
 pub(crate) struct Limits {
     pub(crate) max_locations: usize,
     pub(crate) replay_limit: u64,
+    /// Events queued for one held client before its transport is closed.
+    pub(crate) backlog: usize,
+}
+
+/// Why a socket is out of its rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Its snapshot (or subscribe ack) is being read; it goes first.
+    Joining,
+    /// Its send buffer was full; the drain task hands on the queue.
+    Behind,
+}
+
+/// A socket out of its rooms, with the events it must still get, in order.
+struct Held {
+    socket: SocketRef,
+    hold: Hold,
+    /// The rooms it returns to; empty: every location ([`ALL_ROOM`]).
+    locations: BTreeSet<String>,
+    queue: VecDeque<Arc<Outgoing>>,
+}
+
+impl Held {
+    fn wants(&self, location: &str) -> bool {
+        self.locations.is_empty() || self.locations.contains(location)
+    }
+
+    /// Sends queued events while the socket's buffer takes them (up to `upto` when
+    /// given). `Err` when the buffer filled or the socket closed.
+    fn send_queue(&mut self, upto: Option<Offset>, sent: &mut u64) -> Result<(), SocketError> {
+        while let Some(out) = self.queue.front() {
+            if upto.is_some_and(|upto| out.offset > upto) {
+                break;
+            }
+            match self.socket.emit("alert", &out.json) {
+                Ok(()) => *sent += 1,
+                Err(SendError::Socket(error)) => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%error, sid = %self.socket.id, "cannot emit an event");
+                }
+            }
+            self.queue.pop_front();
+        }
+        Ok(())
+    }
+}
+
+/// What the fan-out lock guards: the position and the held sockets change together.
+struct Fan {
+    position: Position,
+    held: HashMap<Sid, Held>,
+}
+
+/// Puts `socket` in the rooms of `locations`, or in [`ALL_ROOM`] when there are none.
+pub(crate) fn set_rooms(socket: &SocketRef, locations: &BTreeSet<String>) {
+    if locations.is_empty() {
+        socket.join(ALL_ROOM);
+    } else {
+        socket.leave(ALL_ROOM);
+        socket.join(locations.iter().cloned().collect::<Vec<_>>());
+    }
+}
+
+/// The locations a socket is subscribed to (its rooms, less the everything room).
+pub(crate) fn rooms_of(socket: &SocketRef) -> BTreeSet<String> {
+    socket
+        .rooms()
+        .into_iter()
+        .filter(|room| room != ALL_ROOM)
+        .map(|room| room.into_owned())
+        .collect()
+}
+
+/// A join in progress: the socket is held from [`Hub::hold_for_join`] until
+/// [`Hub::finish_join`] sends its reply.
+pub(crate) struct Joining {
+    pub(crate) position: Position,
 }
 
 pub(crate) struct Hub {
@@ -101,11 +189,13 @@ pub(crate) struct Hub {
     pub(crate) io: SocketIo,
     pub(crate) metrics: Metrics,
     pub(crate) limits: Limits,
-    position: RwLock<Position>,
+    fan: Mutex<Fan>,
     sse: broadcast::Sender<Fanout>,
     feed_up: AtomicBool,
+    /// Wakes the drain task when a client falls behind.
+    behind: Arc<Notify>,
     /// Every open window, and the fan-out offset before it was read.
-    all_active: tokio::sync::Mutex<Option<(Option<String>, Windows)>>,
+    all_active: tokio::sync::Mutex<Option<(Option<Offset>, Windows)>>,
 }
 
 impl Hub {
@@ -120,19 +210,27 @@ impl Hub {
             io,
             metrics: Metrics::new(),
             limits,
-            position: RwLock::new(Position::default()),
+            fan: Mutex::new(Fan {
+                position: Position::default(),
+                held: HashMap::new(),
+            }),
             sse: broadcast::channel(sse_buffer.max(16)).0,
             feed_up: AtomicBool::new(false),
+            behind: Arc::new(Notify::new()),
             all_active: tokio::sync::Mutex::new(None),
         }
     }
 
+    fn fan(&self) -> MutexGuard<'_, Fan> {
+        self.fan.lock().expect("fan-out lock")
+    }
+
     pub(crate) fn position(&self) -> Position {
-        self.position.read().expect("position lock").clone()
+        self.fan().position.clone()
     }
 
     pub(crate) fn set_position(&self, position: Position) {
-        *self.position.write().expect("position lock") = position;
+        self.fan().position = position;
     }
 
     pub(crate) fn is_feed_up(&self) -> bool {
@@ -144,26 +242,100 @@ impl Hub {
         self.metrics.feed_up.set(i64::from(up));
     }
 
-    /// Runs `join` (joining rooms, subscribing to the SSE channel) while no event is
-    /// being fanned out, and returns the position at that instant: every event after
-    /// it reaches what `join` registered, every event up to it must come from the log.
-    pub(crate) fn join_at_position<T>(&self, join: impl FnOnce() -> T) -> (Position, T) {
-        let position = self.position.read().expect("position lock");
-        let joined = join();
-        (position.clone(), joined)
+    /// Subscribes to the SSE channel at the current position: every event after the
+    /// returned position reaches the receiver, every event up to it must come from
+    /// the log.
+    pub(crate) fn sse_at_position(&self) -> (Position, broadcast::Receiver<Fanout>) {
+        let fan = self.fan();
+        (fan.position.clone(), self.sse.subscribe())
     }
 
-    pub(crate) fn sse_receiver(&self) -> broadcast::Receiver<Fanout> {
-        self.sse.subscribe()
+    /// Takes `socket` out of its rooms until [`Hub::finish_join`]: the events after the
+    /// returned position are queued for `locations` (all when empty) meanwhile. One
+    /// join per socket at a time (the caller serialises them).
+    pub(crate) fn hold_for_join(&self, socket: &SocketRef, locations: BTreeSet<String>) -> Joining {
+        let mut fan = self.fan();
+        socket.leave_all();
+        let held = fan.held.entry(socket.id).or_insert_with(|| Held {
+            socket: socket.clone(),
+            hold: Hold::Joining,
+            locations: BTreeSet::new(),
+            queue: VecDeque::new(),
+        });
+        held.hold = Hold::Joining;
+        held.locations = locations;
+        Joining {
+            position: fan.position.clone(),
+        }
+    }
+
+    /// Sends `reply` (the snapshot, or the subscribe ack), then the events queued since
+    /// the join, and puts the socket back in its rooms. Events that were still queued
+    /// from before the join (it was behind) go before the reply. A socket whose buffer
+    /// cannot take the reply has its transport closed; one that cannot take the queue is
+    /// left behind, for the drain task.
+    pub(crate) fn finish_join(
+        &self,
+        socket: &SocketRef,
+        joining: Joining,
+        reply: impl FnOnce() -> Result<(), SocketError>,
+    ) {
+        let mut fan = self.fan();
+        let Some(mut held) = fan.held.remove(&socket.id) else {
+            return; // closed meanwhile, or evicted for its backlog
+        };
+        let mut sent = 0;
+        let upto = joining.position.offset.unwrap_or(Offset::START);
+        let outcome = held
+            .send_queue(Some(upto), &mut sent)
+            .and_then(|()| reply())
+            .map_err(|error| (error, true))
+            .and_then(|()| held.send_queue(None, &mut sent).map_err(|e| (e, false)));
+        self.count_deliveries(sent);
+        match outcome {
+            Ok(()) => set_rooms(socket, &held.locations),
+            Err((SocketError::InternalChannelFull, false)) => {
+                held.hold = Hold::Behind;
+                fan.held.insert(socket.id, held);
+                self.behind.notify_one();
+            }
+            Err((SocketError::InternalChannelFull, true)) => self.evict(socket),
+            Err((SocketError::Closed, _)) => {}
+        }
+    }
+
+    /// The locations `socket` is subscribed to (empty: all), held or not.
+    pub(crate) fn locations_of(&self, socket: &SocketRef) -> BTreeSet<String> {
+        let fan = self.fan();
+        match fan.held.get(&socket.id) {
+            Some(held) => held.locations.clone(),
+            None => rooms_of(socket),
+        }
+    }
+
+    /// Leaves the rooms of `gone`; returns the locations that remain (none: all).
+    pub(crate) fn unsubscribe(&self, socket: &SocketRef, gone: &[String]) -> BTreeSet<String> {
+        let mut fan = self.fan();
+        if let Some(held) = fan.held.get_mut(&socket.id) {
+            held.locations.retain(|location| !gone.contains(location));
+            return held.locations.clone();
+        }
+        socket.leave(gone.to_vec());
+        let remaining = rooms_of(socket);
+        set_rooms(socket, &remaining);
+        remaining
+    }
+
+    /// Forgets a socket that has gone.
+    pub(crate) fn forget(&self, sid: Sid) {
+        self.fan().held.remove(&sid);
     }
 
     /// Fans `event` out unless it was already sent (offset not after the position).
     /// Returns whether it was sent.
     pub(crate) fn publish(&self, event: &Event) -> bool {
-        let mut position = self.position.write().expect("position lock");
-        if let Some(last) = &position.offset
-            && compare_offsets(&event.offset, last) != Ordering::Greater
-        {
+        let mut fan = self.fan();
+        if Some(event.offset) <= fan.position.offset {
             return false;
         }
         let json = match serde_json::value::to_raw_value(event) {
@@ -173,33 +345,36 @@ impl Hub {
                 return false;
             }
         };
+        let out = Arc::new(Outgoing {
+            location: event.location.clone(),
+            offset: event.offset,
+            json,
+        });
+        if !fan.held.is_empty() {
+            self.queue_for_held(&mut fan, &out);
+        }
         let mut delivered = 0u64;
         for socket in self
             .io
             .to([event.location.clone(), ALL_ROOM.to_owned()])
             .sockets()
         {
-            match socket.emit("alert", &json) {
+            match socket.emit("alert", &out.json) {
                 Ok(()) => delivered += 1,
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                    self.evict_slow(socket);
+                    self.hold_behind(&mut fan, socket, out.clone());
                 }
                 Err(SendError::Socket(SocketError::Closed)) => {}
                 Err(error) => tracing::warn!(%error, sid = %socket.id, "cannot emit an event"),
             }
         }
-        self.metrics
-            .deliveries
-            .with_label_values(&["socketio"])
-            .inc_by(delivered);
-        let _ = self.sse.send(Fanout::Event(Arc::new(Outgoing {
-            location: event.location.clone(),
-            offset: event.offset.clone(),
-            json,
-        })));
-        position.offset = Some(event.offset.clone());
-        position.epoch = Some(event.epoch.clone());
-        drop(position);
+        self.count_deliveries(delivered);
+        let _ = self.sse.send(Fanout::Event(out));
+        fan.position = Position {
+            epoch: Some(event.epoch.clone()),
+            offset: Some(event.offset),
+        };
+        drop(fan);
         self.metrics
             .events_in
             .with_label_values(&[event.event_type.as_str()])
@@ -219,40 +394,121 @@ impl Hub {
         true
     }
 
-    /// A client whose send buffer is full is taken out of every room at once (it gets
-    /// nothing more, so what it has is a gap-free prefix) and disconnected as soon as
-    /// its buffer has room for the disconnect packet; it then resumes with `since`.
-    pub(crate) fn evict_slow(&self, socket: SocketRef) {
+    fn count_deliveries(&self, sent: u64) {
+        self.metrics
+            .deliveries
+            .with_label_values(&["socketio"])
+            .inc_by(sent);
+    }
+
+    /// Queues `out` for every held socket that wants it; a socket whose queue is full
+    /// is evicted.
+    fn queue_for_held(&self, fan: &mut Fan, out: &Arc<Outgoing>) {
+        let backlog = self.limits.backlog.max(1);
+        let mut over = Vec::new();
+        for (sid, held) in fan.held.iter_mut() {
+            if held.wants(&out.location) {
+                if held.queue.len() >= backlog {
+                    over.push(*sid);
+                } else {
+                    held.queue.push_back(out.clone());
+                }
+            }
+        }
+        for sid in over {
+            if let Some(held) = fan.held.remove(&sid) {
+                self.evict(&held.socket);
+            }
+        }
+    }
+
+    /// A socket whose buffer is full leaves its rooms (so what it has is a gap-free
+    /// prefix) and gets the rest from its queue as the buffer empties.
+    fn hold_behind(&self, fan: &mut Fan, socket: SocketRef, first: Arc<Outgoing>) {
+        let locations = rooms_of(&socket);
+        socket.leave_all();
+        self.metrics.clients_behind.inc();
+        tracing::debug!(sid = %socket.id, "client behind; holding its events");
+        fan.held.insert(
+            socket.id,
+            Held {
+                socket,
+                hold: Hold::Behind,
+                locations,
+                queue: VecDeque::from([first]),
+            },
+        );
+        self.behind.notify_one();
+    }
+
+    /// Closes the transport of a client that cannot keep up: stock clients reconnect by
+    /// themselves and resume with `since`. (A Socket.IO DISCONNECT would tell them to
+    /// stay away.)
+    fn evict(&self, socket: &SocketRef) {
         socket.leave_all();
         self.metrics
             .slow_clients
             .with_label_values(&["socketio"])
             .inc();
-        tracing::warn!(sid = %socket.id, "client too slow for its events; disconnecting it");
-        tokio::spawn(async move {
-            // Engine.IO's heartbeat closes a client that takes nothing within its ping
-            // timeout, so this ends either way.
-            for _ in 0..600 {
-                if !socket.connected() {
-                    return;
-                }
-                match socket.clone().disconnect() {
-                    Err(SocketError::InternalChannelFull) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    _ => return,
-                }
-            }
-        });
+        tracing::warn!(sid = %socket.id, "client too slow for its events; closing its transport");
+        socket.close_transport();
     }
 
-    /// Every client must resynchronise: Socket.IO clients are disconnected (they
-    /// reconnect with `since` and get `recovered: false` and a snapshot), SSE streams end.
-    pub(crate) async fn resync_all(&self) {
+    /// Hands on the queues of the clients that are behind; returns how many still are.
+    fn drain_behind(&self) -> usize {
+        let mut fan = self.fan();
+        let mut sent = 0;
+        let mut caught_up = Vec::new();
+        for (sid, held) in fan.held.iter_mut() {
+            if held.hold != Hold::Behind {
+                continue;
+            }
+            match held.send_queue(None, &mut sent) {
+                Ok(()) => {
+                    set_rooms(&held.socket, &held.locations);
+                    caught_up.push(*sid);
+                }
+                Err(SocketError::Closed) => caught_up.push(*sid),
+                Err(SocketError::InternalChannelFull) => {}
+            }
+        }
+        for sid in caught_up {
+            fan.held.remove(&sid);
+        }
+        self.count_deliveries(sent);
+        fan.held.values().filter(|h| h.hold == Hold::Behind).count()
+    }
+
+    /// Runs while the hub lives: drains the queues of clients that are behind.
+    pub(crate) async fn run_drain(hub: Weak<Hub>) {
+        let Some(behind) = hub.upgrade().map(|hub| hub.behind.clone()) else {
+            return;
+        };
+        loop {
+            // Wakes now and then to notice that the hub is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(1), behind.notified()).await;
+            if hub.strong_count() == 0 {
+                return;
+            }
+            loop {
+                tokio::time::sleep(DRAIN_INTERVAL).await;
+                let Some(hub) = hub.upgrade() else { return };
+                if hub.drain_behind() == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Every client must resynchronise: Socket.IO clients have their transports closed
+    /// (they reconnect with `since` and get `recovered: false` and a snapshot), SSE
+    /// streams end.
+    pub(crate) fn resync_all(&self) {
         tracing::error!("the feed fell behind the retained event log; every client resynchronises");
+        self.fan().held.clear();
         let _ = self.sse.send(Fanout::Resync);
-        if let Err(error) = self.io.disconnect().await {
-            tracing::warn!(%error, "cannot disconnect every client");
+        for socket in self.io.sockets() {
+            socket.close_transport();
         }
     }
 
@@ -271,7 +527,7 @@ impl Hub {
         }
         let mut cached = self.all_active.lock().await;
         if let Some((read_at, windows)) = &*cached
-            && compare_positions(read_at, &at.offset) != Ordering::Less
+            && *read_at >= at.offset
         {
             return Ok(windows.clone());
         }
@@ -298,39 +554,36 @@ impl Hub {
         if since.epoch.is_none() || since.epoch != epoch {
             return Ok(lost);
         }
-        if offset_key(&since.offset).is_none() {
+        let Some(from) = since.offset else {
             return Ok(lost);
-        }
-        let Some(upto) = upto.offset.as_deref() else {
-            // Nothing fanned out yet: nothing to miss.
-            return Ok(Replay {
-                missed: Vec::new(),
-                recovered: true,
-            });
         };
-        if compare_offsets(&since.offset, upto) != Ordering::Less {
-            return Ok(Replay {
-                missed: Vec::new(),
-                recovered: true,
-            });
+        let up_to_date = Replay {
+            missed: Vec::new(),
+            recovered: true,
+        };
+        let Some(upto) = upto.offset else {
+            return Ok(up_to_date); // nothing fanned out yet: nothing to miss
+        };
+        if from >= upto {
+            return Ok(up_to_date);
         }
         match self.store.log_bounds().await? {
-            Some((oldest, _)) if compare_offsets(&since.offset, &oldest) != Ordering::Less => {}
+            Some((oldest, _)) if from >= oldest => {}
             _ => return Ok(lost), // trimmed past the client's position
         }
         let wanted: Option<HashSet<&str>> =
             locations.map(|l| l.iter().map(String::as_str).collect());
         let mut missed = Vec::new();
-        let mut from = since.offset.clone();
+        let mut from = from;
         let mut scanned = 0u64;
         'pages: loop {
-            let page = self.store.events_after(&from, PAGE).await?;
+            let page = self.store.events_after(from, PAGE).await?;
             let full = page.len() as u64 == PAGE;
             for event in page {
-                if compare_offsets(&event.offset, upto) == Ordering::Greater {
+                if event.offset > upto {
                     break 'pages;
                 }
-                from = event.offset.clone();
+                from = event.offset;
                 scanned += 1;
                 if wanted
                     .as_ref()
@@ -352,19 +605,5 @@ impl Hub {
             missed,
             recovered: true,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offsets_compare_as_numbers_not_strings() {
-        assert_eq!(compare_offsets("9-0", "10-0"), Ordering::Less);
-        assert_eq!(compare_offsets("10-2", "10-10"), Ordering::Less);
-        assert_eq!(compare_offsets("10-10", "10-10"), Ordering::Equal);
-        assert_eq!(compare_offsets("11-0", "10-99"), Ordering::Greater);
-        assert_eq!(offset_key("junk"), None);
     }
 }

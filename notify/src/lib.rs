@@ -125,6 +125,7 @@ pub async fn serve(
     let limits = hub::Limits {
         max_locations: settings.max_locations_per_client,
         replay_limit: settings.replay_limit,
+        backlog: settings.client_backlog,
     };
     let hub = Arc::new(hub::Hub::new(
         backend.log,

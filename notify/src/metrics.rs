@@ -17,8 +17,10 @@ pub(crate) struct Metrics {
     /// Gaps in the live feed filled from the event log, and the events they held.
     pub(crate) gaps_filled: IntCounter,
     pub(crate) gap_events: IntCounter,
-    /// Clients disconnected because their send buffer was full.
+    /// Clients disconnected because their send buffer was full and their backlog too.
     pub(crate) slow_clients: IntCounterVec,
+    /// Times a Socket.IO client's send buffer was full and its events were held for it.
+    pub(crate) clients_behind: IntCounter,
     /// 1 while the live feed is subscribed and caught up with the log.
     pub(crate) feed_up: IntGauge,
 }
@@ -74,9 +76,14 @@ impl Metrics {
         let slow_clients = IntCounterVec::new(
             Opts::new(
                 "alerts_notify_slow_client_disconnects_total",
-                "Clients disconnected because they did not take their events fast enough",
+                "Clients whose transport was closed because they did not take their events fast enough",
             ),
             &["transport"],
+        )
+        .expect("valid metric");
+        let clients_behind = IntCounter::new(
+            "alerts_notify_clients_behind_total",
+            "Times a Socket.IO client's send buffer was full and its events were held for it",
         )
         .expect("valid metric");
         let feed_up = IntGauge::new(
@@ -92,6 +99,7 @@ impl Metrics {
             Box::new(gaps_filled.clone()),
             Box::new(gap_events.clone()),
             Box::new(slow_clients.clone()),
+            Box::new(clients_behind.clone()),
             Box::new(feed_up.clone()),
         ] {
             registry.register(metric).expect("metric registered once");
@@ -105,6 +113,7 @@ impl Metrics {
             gaps_filled,
             gap_events,
             slow_clients,
+            clients_behind,
             feed_up,
         }
     }

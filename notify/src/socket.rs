@@ -1,18 +1,31 @@
 //! The Socket.IO protocol (ARCHITECTURE.md, "Client contract"): `snapshot` on
 //! connect, `subscribe` / `unsubscribe` with acks, the same fields in the handshake
 //! `auth`, one room per location plus [`ALL_ROOM`] for clients that chose nothing.
+//!
+//! socketioxide acknowledges the connect before it runs the connect handler (in a task
+//! of its own), and a client may send `subscribe` the instant it has the ack. So the
+//! socket's event handlers are registered in the handshake middleware, which runs
+//! before the ack: none is dropped for arriving early. Joins of one socket (the connect's snapshot, then each
+//! subscribe, each unsubscribe) run one at a time, in the order they arrived, so each
+//! reply is followed only by events newer than it.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex as StdMutex},
+};
 
 use alert_core::Event;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use socketioxide::{
+    SendError, SocketError,
     extract::{AckSender, SocketRef, TryData},
     handler::ConnectHandler,
-    socket::DisconnectReason,
+    socket::{DisconnectReason, Sid},
 };
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::hub::{ALL_ROOM, Hub, Since, Windows};
+use crate::hub::{Hub, Joining, Since, Windows};
 
 /// Longest location name (the ingest contract's limit).
 const MAX_LOCATION_CHARS: usize = 128;
@@ -35,7 +48,7 @@ struct Unsubscribe {
 #[derive(Debug, Serialize)]
 pub(crate) struct Snapshot {
     pub(crate) epoch: Option<String>,
-    pub(crate) offset: Option<String>,
+    pub(crate) offset: Option<alert_core::Offset>,
     pub(crate) active: Windows,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) missed: Option<Vec<Event>>,
@@ -75,180 +88,238 @@ pub(crate) fn clean_locations(
     Ok(locations)
 }
 
-/// The locations a socket is subscribed to (its rooms, less the everything room).
-fn subscribed(socket: &SocketRef) -> BTreeSet<String> {
-    socket
-        .rooms()
-        .into_iter()
-        .filter(|room| room != ALL_ROOM)
-        .map(|room| room.into_owned())
-        .collect()
-}
-
-/// Puts `socket` in the rooms of `locations`, or in [`ALL_ROOM`] when there are none.
-fn set_rooms(socket: &SocketRef, locations: &BTreeSet<String>) {
-    if locations.is_empty() {
-        socket.join(ALL_ROOM);
-    } else {
-        socket.leave(ALL_ROOM);
-        socket.join(locations.iter().cloned().collect::<Vec<_>>());
-    }
-}
-
 fn as_filter(locations: &BTreeSet<String>) -> Option<Vec<String>> {
     (!locations.is_empty()).then(|| locations.iter().cloned().collect())
 }
 
+/// Serialises a reply once, outside the fan-out lock.
+fn encode<T: Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("replies serialise")
+}
+
+/// A send's outcome as the hub reads it: serialisation cannot fail for raw JSON.
+fn sent(result: Result<(), SendError>) -> Result<(), SocketError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(SendError::Socket(error)) => Err(error),
+        Err(error) => {
+            tracing::warn!(%error, "cannot encode a reply");
+            Ok(())
+        }
+    }
+}
+
+/// What the handshake middleware leaves for the connect handler.
+struct Connecting {
+    first_turn: OwnedMutexGuard<()>,
+    joining: Joining,
+    locations: BTreeSet<String>,
+    since: Option<Since>,
+}
+
 /// Registers the default namespace.
 pub(crate) fn register(hub: Arc<Hub>) {
+    tokio::spawn(Hub::run_drain(Arc::downgrade(&hub)));
     let io = hub.io.clone();
-    let max = hub.limits.max_locations;
-    // A bad handshake is refused with a `connect_error` the client sees; stock
-    // clients do not retry that by themselves (no reconnect storm).
-    let check = move |TryData(auth): TryData<Subscription>| async move {
-        let auth = auth.map_err(|e| format!("invalid auth: {e}"))?;
-        clean_locations(auth.locations.as_deref().unwrap_or_default(), max).map(|_| ())
+    let connecting = Arc::new(StdMutex::new(HashMap::<Sid, Connecting>::new()));
+    let on_handshake = (hub.clone(), connecting.clone());
+    // socketioxide awaits the middleware before it acknowledges the connect, and spawns
+    // the connect handler after: the middleware is where the socket is set up.
+    let check = move |socket: SocketRef, TryData(auth): TryData<Subscription>| {
+        let (hub, connecting) = on_handshake.clone();
+        async move {
+            // A bad handshake is refused with a `connect_error` the client sees; stock
+            // clients do not retry that by themselves (no reconnect storm).
+            let auth = auth.map_err(|e| format!("invalid auth: {e}"))?;
+            let locations = clean_locations(
+                auth.locations.as_deref().unwrap_or_default(),
+                hub.limits.max_locations,
+            )?;
+            let set_up = set_up(&hub, &socket, locations, auth.since);
+            lock(&connecting).insert(socket.id, set_up);
+            Ok::<(), String>(())
+        }
     };
-    let connect = move |socket: SocketRef, TryData(auth): TryData<Subscription>| {
-        let hub = hub.clone();
-        async move { on_connect(hub, socket, auth.unwrap_or_default()).await }
+    let connect = move |socket: SocketRef| {
+        let (hub, connecting) = (hub.clone(), connecting.clone());
+        async move {
+            let Some(set_up) = lock(&connecting).remove(&socket.id) else {
+                return;
+            };
+            let _turn = set_up.first_turn;
+            let since = set_up.since.as_ref();
+            send_snapshot(&hub, &socket, set_up.joining, &set_up.locations, since).await;
+        }
     };
     io.ns("/", connect.with(check));
 }
 
-async fn on_connect(hub: Arc<Hub>, socket: SocketRef, auth: Subscription) {
+fn lock<T>(mutex: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().expect("connecting lock")
+}
+
+/// Registers the socket's handlers and holds it for its snapshot, before the client
+/// knows it is connected (see the module docs).
+fn set_up(
+    hub: &Arc<Hub>,
+    socket: &SocketRef,
+    locations: BTreeSet<String>,
+    since: Option<Since>,
+) -> Connecting {
     let gauge = hub.metrics.clients.with_label_values(&["socketio"]);
     gauge.inc();
+    let on_disconnect = hub.clone();
     socket.on_disconnect(
         move |socket: SocketRef, reason: DisconnectReason| async move {
             gauge.dec();
+            on_disconnect.forget(socket.id);
             tracing::debug!(sid = %socket.id, ?reason, "client disconnected");
         },
     );
-    let on_subscribe = hub.clone();
+    // One join at a time per socket; the connect's snapshot takes the first turn now,
+    // before any subscribe can.
+    let turns = Arc::new(Mutex::new(()));
+    let first_turn = turns.clone().try_lock_owned().expect("a new lock is free");
+    let (on_subscribe, subscribe_turns) = (hub.clone(), turns.clone());
     socket.on(
         "subscribe",
         move |socket: SocketRef, TryData(request): TryData<Subscription>, ack: AckSender| {
-            let hub = on_subscribe.clone();
+            let (hub, turns) = (on_subscribe.clone(), subscribe_turns.clone());
             async move {
-                let reply = match request {
-                    Ok(request) => subscribe(&hub, &socket, request).await,
-                    Err(error) => Err(format!("invalid subscribe payload: {error}")),
-                };
-                let sent = match reply {
-                    Ok(snapshot) => ack.send(&snapshot),
-                    Err(error) => ack.send(&ErrorAck { error }),
-                };
-                if let Err(error) = sent {
-                    tracing::debug!(%error, sid = %socket.id, "cannot answer subscribe");
+                let _turn = turns.lock().await;
+                match request {
+                    Ok(request) => subscribe(&hub, &socket, request, ack).await,
+                    Err(error) => reply_error(ack, format!("invalid subscribe payload: {error}")),
                 }
             }
         },
     );
+    let on_unsubscribe = hub.clone();
     socket.on(
         "unsubscribe",
-        move |socket: SocketRef, TryData(request): TryData<Unsubscribe>, ack: AckSender| async move {
-            let sent = match request {
-                Ok(request) => {
-                    let gone: Vec<String> = request.locations.iter().map(|l| l.trim().to_owned()).collect();
-                    socket.leave(gone);
-                    let remaining = subscribed(&socket);
-                    set_rooms(&socket, &remaining);
-                    ack.send(&serde_json::json!({ "locations": remaining }))
+        move |socket: SocketRef, TryData(request): TryData<Unsubscribe>, ack: AckSender| {
+            let (hub, turns) = (on_unsubscribe.clone(), turns.clone());
+            async move {
+                let _turn = turns.lock().await;
+                let request = match request {
+                    Ok(request) => request,
+                    Err(error) => {
+                        return reply_error(ack, format!("invalid unsubscribe payload: {error}"));
+                    }
+                };
+                let gone: Vec<String> = request
+                    .locations
+                    .iter()
+                    .map(|l| l.trim().to_owned())
+                    .collect();
+                let remaining = hub.unsubscribe(&socket, &gone);
+                if let Err(error) = ack.send(&serde_json::json!({ "locations": remaining })) {
+                    tracing::debug!(%error, sid = %socket.id, "cannot answer unsubscribe");
                 }
-                Err(error) => ack.send(&ErrorAck { error: format!("invalid unsubscribe payload: {error}") }),
-            };
-            if let Err(error) = sent {
-                tracing::debug!(%error, sid = %socket.id, "cannot answer unsubscribe");
             }
         },
     );
+    let joining = hub.hold_for_join(socket, locations.clone());
+    Connecting {
+        first_turn,
+        joining,
+        locations,
+        since,
+    }
+}
 
-    let locations = clean_locations(
-        auth.locations.as_deref().unwrap_or_default(),
-        hub.limits.max_locations,
-    )
-    .unwrap_or_default();
-    let (position, ()) = hub.join_at_position(|| set_rooms(&socket, &locations));
-    let filter = as_filter(&locations);
-    let snapshot = async {
-        let active = hub.active(filter.as_deref(), &position).await?;
-        let (missed, recovered) = match &auth.since {
-            Some(since) => {
-                let replay = hub.replay(since, &position, filter.as_deref()).await?;
-                (Some(replay.missed), Some(replay.recovered))
-            }
-            None => (None, None),
-        };
-        Ok::<_, alert_core::StateError>(Snapshot {
-            epoch: position.epoch.clone(),
-            offset: position.offset.clone(),
-            active,
-            missed,
-            recovered,
-        })
-    };
-    match snapshot.await {
+async fn send_snapshot(
+    hub: &Hub,
+    socket: &SocketRef,
+    joining: Joining,
+    locations: &BTreeSet<String>,
+    since: Option<&Since>,
+) {
+    match read_snapshot(hub, &joining, locations, since).await {
         Ok(snapshot) => {
-            if let Err(error) = socket.emit("snapshot", &snapshot) {
-                tracing::debug!(%error, sid = %socket.id, "cannot send the snapshot");
-            }
+            let snapshot = encode(&snapshot);
+            hub.finish_join(socket, joining, || sent(socket.emit("snapshot", &snapshot)));
         }
         Err(error) => {
-            // Without a snapshot the client could miss an open alert: let it retry,
-            // most likely on a pod whose state backend is healthy.
-            tracing::warn!(%error, sid = %socket.id, "cannot build a snapshot; disconnecting");
-            let _ = socket.disconnect();
+            // Without a snapshot the client could miss an open alert: let it reconnect,
+            // most likely to a pod whose state backend is healthy.
+            tracing::warn!(%error, sid = %socket.id, "cannot build a snapshot; closing the transport");
+            hub.forget(socket.id);
+            socket.close_transport();
         }
     }
 }
 
-async fn subscribe(
+/// The open windows for `locations` (all when empty) at the join, and with `since` the
+/// events missed up to it.
+async fn read_snapshot(
     hub: &Hub,
-    socket: &SocketRef,
-    request: Subscription,
-) -> Result<Snapshot, String> {
-    let requested = clean_locations(
-        request.locations.as_deref().unwrap_or_default(),
-        hub.limits.max_locations,
-    )?;
-    let mut locations = subscribed(socket);
-    locations.extend(requested);
-    if locations.len() > hub.limits.max_locations {
-        return Err(format!(
-            "at most {} locations per client",
-            hub.limits.max_locations
-        ));
-    }
-    let (position, ()) = hub.join_at_position(|| set_rooms(socket, &locations));
-    let filter = as_filter(&locations);
-    let unavailable = |error: alert_core::StateError| {
-        tracing::warn!(%error, "cannot read the state for a subscribe");
-        "temporarily unavailable; retry".to_owned()
-    };
-    let active = hub
-        .active(filter.as_deref(), &position)
-        .await
-        .map_err(unavailable)?;
-    let replay = match &request.since {
-        Some(since) => hub
-            .replay(since, &position, filter.as_deref())
-            .await
-            .map_err(unavailable)?,
-        None => Default::default(),
+    joining: &Joining,
+    locations: &BTreeSet<String>,
+    since: Option<&Since>,
+) -> Result<Snapshot, alert_core::StateError> {
+    let filter = as_filter(locations);
+    let position = &joining.position;
+    let active = hub.active(filter.as_deref(), position).await?;
+    let (missed, recovered) = match since {
+        Some(since) => {
+            let replay = hub.replay(since, position, filter.as_deref()).await?;
+            (Some(replay.missed), Some(replay.recovered))
+        }
+        None => (None, None),
     };
     Ok(Snapshot {
-        epoch: position.epoch,
+        epoch: position.epoch.clone(),
         offset: position.offset,
         active,
-        missed: Some(replay.missed),
-        recovered: Some(replay.recovered),
+        missed,
+        recovered,
     })
+}
+
+fn reply_error(ack: AckSender, error: String) {
+    if let Err(error) = ack.send(&ErrorAck { error }) {
+        tracing::debug!(%error, "cannot answer a request");
+    }
+}
+
+async fn subscribe(hub: &Hub, socket: &SocketRef, request: Subscription, ack: AckSender) {
+    let requested = match clean_locations(
+        request.locations.as_deref().unwrap_or_default(),
+        hub.limits.max_locations,
+    ) {
+        Ok(requested) => requested,
+        Err(error) => return reply_error(ack, error),
+    };
+    let mut locations = hub.locations_of(socket);
+    locations.extend(requested);
+    if locations.len() > hub.limits.max_locations {
+        let error = format!("at most {} locations per client", hub.limits.max_locations);
+        return reply_error(ack, error);
+    }
+    let joining = hub.hold_for_join(socket, locations.clone());
+    let snapshot = read_snapshot(hub, &joining, &locations, request.since.as_ref()).await;
+    let reply = match snapshot {
+        Ok(mut snapshot) => {
+            // Without `since` nothing was resumed: the snapshot is the truth.
+            snapshot.missed.get_or_insert_with(Vec::new);
+            snapshot.recovered.get_or_insert(false);
+            encode(&snapshot)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the state for a subscribe");
+            encode(&ErrorAck {
+                error: "temporarily unavailable; retry".into(),
+            })
+        }
+    };
+    hub.finish_join(socket, joining, || sent(ack.send(&reply)));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::ALL_ROOM;
 
     fn strings(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{Proxy, TestApp, WAIT, alert, config, eventually, offset_lt, unique};
+use crate::helpers::{Proxy, TestApp, WAIT, alert, config, eventually, unique};
 
 #[tokio::test]
 async fn events_published_while_the_feed_is_cut_arrive_in_order_once() {
@@ -36,11 +36,7 @@ async fn events_published_while_the_feed_is_cut_arrive_in_order_once() {
             "Before", "During 0", "During 1", "During 2", "During 3", "During 4", "After"
         ]
     );
-    assert!(
-        received
-            .windows(2)
-            .all(|w| offset_lt(&w[0].offset, &w[1].offset))
-    );
+    assert!(received.windows(2).all(|w| w[0].offset < w[1].offset));
 
     let metrics = alert_testkit::get_text(&app.http, &app.url("/metrics")).await;
     let filled = metrics
@@ -80,6 +76,59 @@ async fn a_gap_before_the_first_event_is_filled_without_disconnecting_anyone() {
         client.alerts(1).await[0].location,
         "Then",
         "still connected"
+    );
+    app.stop().await;
+}
+
+/// Issue 19, section 5: after a feed outage the gap is filled at once, far more events
+/// than a client's send buffer. A client that keeps up is held and handed the rest as
+/// its buffer empties, never evicted.
+#[tokio::test]
+async fn a_gap_larger_than_a_client_buffer_reaches_a_client_that_keeps_up() {
+    let proxy = Proxy::start("127.0.0.1:6379", true).await;
+    let prefix = format!("{}:", unique("gap-burst"));
+    let mut config = config(&prefix, &format!("redis://{}", proxy.addr));
+    config.clients.client_buffer = 8;
+    let app = TestApp::spawn(config).await;
+    let mut client = app.client(json!({})).await;
+    client.expect("snapshot").await;
+    app.apply(&alert("Before", "Rocket Alert", 10)).await;
+    let mut received = client.alerts(1).await;
+
+    proxy.down();
+    eventually(WAIT, "readyz failing while the feed is down", || async {
+        (app.readyz().await == 503).then_some(())
+    })
+    .await;
+    let gap = 200;
+    for i in 0..gap {
+        app.apply(&alert(&format!("During {i}"), "Rocket Alert", 10))
+            .await;
+    }
+    proxy.up();
+    received.extend(client.alerts(gap).await);
+    app.apply(&alert("After", "Rocket Alert", 10)).await;
+    received.extend(client.alerts(1).await);
+
+    assert_eq!(received.len(), gap + 2);
+    assert!(received.windows(2).all(|w| w[0].offset < w[1].offset));
+    let metrics = alert_testkit::get_text(&app.http, &app.url("/metrics")).await;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        value("alerts_notify_clients_behind_total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("alerts_notify_slow_client_disconnects_total{transport=\"socketio\"}"),
+        0.0,
+        "{metrics}"
     );
     app.stop().await;
 }

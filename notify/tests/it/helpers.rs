@@ -122,12 +122,3 @@ pub(crate) fn alert_at(
         start + TimeDelta::minutes(minutes),
     ))
 }
-
-/// `a < b` as log offsets.
-pub(crate) fn offset_lt(a: &str, b: &str) -> bool {
-    let key = |o: &str| {
-        let (ms, seq) = o.split_once('-').unwrap();
-        (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
-    };
-    key(a) < key(b)
-}

@@ -81,7 +81,7 @@ async fn sse_streams_and_resumes_with_last_event_id() {
     app.apply(&alert("Rehovot", "Rocket Alert", 10)).await;
     let (id, first) = reader.alert().await;
     assert_eq!(first.location, "Rehovot");
-    assert_eq!(id, first.offset);
+    assert_eq!(id, first.offset.to_string());
     drop(reader);
 
     app.apply(&alert("Rehovot", "Earthquake", 10)).await;
@@ -102,10 +102,7 @@ async fn sse_streams_and_resumes_with_last_event_id() {
         ("Rehovot", "Rehovot")
     );
     assert_eq!(a.types, ["Earthquake", "Rocket Alert"]);
-    assert!(
-        crate::helpers::offset_lt(&first.offset, &a.offset)
-            && crate::helpers::offset_lt(&a.offset, &b.offset)
-    );
+    assert!(first.offset < a.offset && a.offset < b.offset);
 
     // Then live.
     app.apply(&alert("Rehovot", "Hostile Aircraft", 10)).await;
@@ -125,6 +122,12 @@ async fn sse_streams_and_resumes_with_last_event_id() {
     let (status, body) = app.get_json("/api/events?limit=1000000").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(app.get_json("/api/history").await.0, 400);
+    // A query string that does not parse is a JSON 400 too (`get_json` reads JSON).
+    for bad in ["/api/events?limit=-1", "/api/history?location=A&limit=x"] {
+        let (status, body) = app.get_json(bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
     let _ = json!({});
     app.stop().await;
 }
