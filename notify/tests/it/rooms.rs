@@ -115,3 +115,88 @@ async fn too_many_locations_are_refused_with_an_error_not_a_disconnect() {
     );
     app.stop().await;
 }
+
+/// A raw WebSocket session that sends `subscribe` the instant the connect ack arrives
+/// (as a stock client flushes what it buffered before the ack). Returns whether the
+/// subscribe was acked, and then whether an event for `location` arrived.
+async fn subscribe_on_connect_ack(
+    app: &TestApp,
+    location: &str,
+    acked_tx: tokio::sync::mpsc::Sender<()>,
+    published: tokio::sync::watch::Receiver<bool>,
+) -> (bool, bool) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.addr);
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    tx.send(Message::text("40")).await.unwrap();
+    let mut next = async || loop {
+        match tokio::time::timeout(crate::helpers::WAIT, rx.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return Some(text.as_str().to_owned()),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    };
+    while !next().await.expect("connect ack").starts_with("40") {}
+    let subscribe = format!(r#"421["subscribe",{{"locations":["{location}"]}}]"#);
+    tx.send(Message::text(subscribe)).await.unwrap();
+    let mut acked = false;
+    while let Some(text) = next().await {
+        if text.starts_with("431") {
+            acked = true;
+            break;
+        }
+    }
+    acked_tx.send(()).await.unwrap();
+    let _ = published.clone().wait_for(|p| *p).await;
+    let alert = format!(r#""location":"{location}""#);
+    let mut got_event = false;
+    while acked && let Some(text) = next().await {
+        if text.starts_with(r#"42["alert""#) && text.contains(&alert) {
+            got_event = true;
+            break;
+        }
+    }
+    (acked, got_event)
+}
+
+/// Issue 19, section 7.1: socketioxide acknowledges the connect before it runs the
+/// connect handler, and a subscribe sent right after the ack was sometimes dropped (no
+/// ack, no room). Thousands of sessions subscribe at the instant of their ack: every
+/// one is acked and gets its location's event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_sent_the_instant_of_the_connect_ack_is_never_dropped() {
+    let app = std::sync::Arc::new(TestApp::ready("subscribe-race").await);
+    let rounds = 20;
+    let sessions = 100;
+    for round in 0..rounds {
+        let location = format!("Race {round}");
+        let (published_tx, published) = tokio::sync::watch::channel(false);
+        let (acked_tx, mut acks) = tokio::sync::mpsc::channel(sessions);
+        let mut running = tokio::task::JoinSet::new();
+        for _ in 0..sessions {
+            let (app, location) = (app.clone(), location.clone());
+            let (published, acked) = (published.clone(), acked_tx.clone());
+            running.spawn(async move {
+                subscribe_on_connect_ack(&app, &location, acked, published).await
+            });
+        }
+        // Publish only once every session has its ack (or has given up): an event
+        // before a session joined would rightly reach it only through its snapshot.
+        for _ in 0..sessions {
+            acks.recv().await.expect("a session reports");
+        }
+        app.apply(&alert(&location, "Rocket Alert", 10)).await;
+        published_tx.send_replace(true);
+        while let Some(outcome) = running.join_next().await {
+            let (acked, got_event) = outcome.unwrap();
+            assert!(acked, "round {round}: a subscribe was not acked");
+            assert!(
+                got_event,
+                "round {round}: a subscribed session missed its event"
+            );
+        }
+    }
+    std::sync::Arc::into_inner(app).unwrap().stop().await;
+}
