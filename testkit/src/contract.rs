@@ -190,7 +190,11 @@ pub async fn snapshot_and_resume_with_since(endpoints: Endpoints) {
         )
         .await;
         assert_eq!(snapshot["recovered"], true, "{snapshot}");
-        snapshot["missed"].as_array().unwrap().iter().for_each(original_names);
+        snapshot["missed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .for_each(original_names);
         let mut missed: Vec<Event> = serde_json::from_value(snapshot["missed"].clone()).unwrap();
         // Events after the snapshot's position arrive live.
         missed.extend(back.drain_alerts().await);

@@ -16,9 +16,11 @@ use tokio::{
     sync::watch,
 };
 
+use alert_testkit::pages::{PageServer, chromium, next_json, node};
+
 use crate::{
     helpers::{REDIS_URL, WAIT, config, eventually, unique},
-    pages::{Ingest, PageServer, chromium, next_json, node},
+    pages::Ingest,
 };
 
 /// alert-notify as a child process, so that it can be killed for real.
@@ -250,9 +252,9 @@ async fn the_client_module_resumes_after_notify_is_killed() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the page did not catch up within {WAIT:?}:\nshown  {shown:?}\nlogged {logged:?}\n\
-             page windows {:?}\nactive       {:?}",
-            windows(&state["windows"]),
-            windows(&active["active"])
+             page windows {}\nactive       {}",
+            Value::from(windows(&state["windows"])),
+            Value::from(windows(&active["active"]))
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
