@@ -111,3 +111,22 @@ async fn the_original_page_from_another_origin_shows_real_times() {
     ingest.stop().await;
     notify.stop().await;
 }
+
+/// The module's resume algorithm against a scripted socket doing what a server might
+/// (events overtaking the snapshot, repeats, a lost epoch): `alerts-module.test.mjs`.
+#[tokio::test]
+async fn the_client_module_does_not_rely_on_the_servers_order() {
+    let script = alert_testkit::pages::clients_dir().join("alerts-module.test.mjs");
+    let output = tokio::process::Command::new("node")
+        .arg("--test")
+        .arg(script)
+        .output()
+        .await
+        .expect("node (install it with scripts/clients)");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
