@@ -12,7 +12,8 @@
 // 1. Before each connect attempt the handshake `auth` carries the locations and `since`
 //    ({epoch, offset} of the last event applied, or of the last snapshot).
 // 2. Until a connection's `snapshot` arrives, its live `alert`s are held.
-// 3. The snapshot's `active` replaces the windows: it is the truth at its `offset`.
+// 3. The snapshot's `active` replaces the windows: it is the truth at its `offset`
+//    (except for a location whose last event applied is newer: a pod that lags behind).
 //    With `recovered: true` its `missed` events (those after `since`) are announced in
 //    offset order; otherwise the state was replaced with nothing to replay ("resync").
 // 4. Then the held events, sorted, then live ones. An event is applied only when its
@@ -92,6 +93,15 @@ export class AlertStream extends EventTarget {
   /// Follows other locations (none: every location), through a new handshake.
   setLocations(locations) {
     this.#locations = [...locations];
+    if (locations.length) {
+      const kept = new Set(locations);
+      for (const location of [...this.#windows.keys(), ...this.#latest.keys()]) {
+        if (!kept.has(location)) {
+          this.#windows.delete(location);
+          this.#latest.delete(location);
+        }
+      }
+    }
     this.#reconnect(0);
   }
 
@@ -113,11 +123,22 @@ export class AlertStream extends EventTarget {
     const since = this.#offset;
     const resumed = recovered === true && epoch === this.#epoch;
     const resync = this.#epoch != null && !resumed;
+    if (!resumed) {
+      this.#latest.clear();
+      this.#offset = null;
+    }
+    // Per location the newer of the snapshot (the state at `offset`) and the last event
+    // applied: a pod whose feed lags behind this page's must not take it back.
+    const windows = new Map(active.map((window) => [window.location, window]));
+    for (const [location, at] of this.#latest) {
+      if (!after(at, offset)) this.#latest.delete(location);
+      else if (this.#windows.has(location)) windows.set(location, this.#windows.get(location));
+      else windows.delete(location);
+    }
+    this.#windows = windows;
     this.#epoch = epoch;
     this.#floor = offset;
-    if (offset != null) this.#offset = offset;
-    this.#latest.clear();
-    this.#windows = new Map(active.map((window) => [window.location, window]));
+    if (offset != null && after(offset, this.#offset)) this.#offset = offset;
     this.#emit("windows", this.#windows);
     if (resync) this.#emit("resync", { epoch, offset });
     if (resumed) {

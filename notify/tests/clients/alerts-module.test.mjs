@@ -116,6 +116,26 @@ test("a reconnect resumes from the last event applied and announces what was mis
   assert.deepEqual(alerts.since, { epoch: "e1", offset: "6-0" });
 });
 
+test("a snapshot older than the page's state (a lagging pod) does not take it back", () => {
+  const socket = new ScriptedSocket();
+  const { alerts, seen, ends } = follow(socket);
+  socket.fire("snapshot", { epoch: "e1", offset: "1-0", active: [] });
+  socket.fire("alert", event("2-0", "open", "A", "10:10"));
+  socket.fire("alert", event("3-0", "open", "B", "10:10"));
+  socket.fire("alert", event("4-0", "close", "A", "10:10"));
+  socket.drop();
+  socket.connect();
+  // This pod has seen up to 2-0 only; its feed then catches up.
+  socket.fire("snapshot", { epoch: "e1", offset: "2-0", recovered: true, active: [window("A", "10:10")], missed: [] });
+  assert.deepEqual(ends(), { B: "10:10" });
+  socket.fire("alert", event("3-0", "open", "B", "10:10"));
+  socket.fire("alert", event("4-0", "close", "A", "10:10"));
+  socket.fire("alert", event("5-0", "update", "B", "10:20"));
+  assert.deepEqual(seen, ["2-0", "3-0", "4-0", "5-0"]);
+  assert.deepEqual(ends(), { B: "10:20" });
+  assert.deepEqual(alerts.since, { epoch: "e1", offset: "5-0" });
+});
+
 test("recovered:false replaces the state with the snapshot", () => {
   const socket = new ScriptedSocket();
   const { seen, resyncs, ends } = follow(socket);
