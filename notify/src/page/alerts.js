@@ -23,7 +23,7 @@
 // 5. An event from another epoch (the server's log was reset) reconnects, so that the
 //    next snapshot says `recovered: false` and replaces the state.
 
-/// Compares two log offsets (`"<ms>-<seq>"`): negative, zero or positive.
+// Compares two log offsets (`"<ms>-<seq>"`): negative, zero or positive.
 export function compareOffsets(a, b) {
   const [am, as] = a.split("-").map(Number);
   const [bm, bs] = b.split("-").map(Number);
@@ -33,7 +33,7 @@ export function compareOffsets(a, b) {
 // `a` is after `b`; nothing is after a known offset's absence (null).
 const after = (a, b) => b == null || compareOffsets(a, b) > 0;
 
-/// A window as the snapshot carries it, from an open or update event.
+// A window as the snapshot carries it, from an open or update event.
 function windowOf(event) {
   const { windowId, location, startTime, endTime, sentTime, duration, types, alertCount,
     severity, title, instructions } = event;
@@ -52,9 +52,9 @@ export class AlertStream extends EventTarget {
   #held = []; // live events of this connection before its snapshot; null once applied
   #retry = null;
 
-  /// `socket`: from the stock client's `io(url, options)`, not yet connected (pass it
-  /// at once, or create it with `autoConnect: false`). Its own `auth` (a token, say)
-  /// is kept and sent with ours.
+  // `socket`: from the stock client's `io(url, options)`, not yet connected (pass it
+  // at once, or create it with `autoConnect: false`). Its own `auth` (a token, say)
+  // is kept and sent with ours.
   constructor(socket, { locations = [] } = {}) {
     super();
     this.#socket = socket;
@@ -80,17 +80,17 @@ export class AlertStream extends EventTarget {
     else if (!socket.active) socket.connect();
   }
 
-  /// The open windows, by location (read-only: replaced on resync).
+  // The open windows, by location (read-only; a new Map after each snapshot).
   get windows() { return this.#windows; }
 
-  /// Where a resume starts: `{epoch, offset}`, or null before the first snapshot.
+  // Where a resume starts: `{epoch, offset}`, or null before the first snapshot.
   get since() {
     return this.#epoch == null || this.#offset == null ? null : { epoch: this.#epoch, offset: this.#offset };
   }
 
   get socket() { return this.#socket; }
 
-  /// Follows other locations (none: every location), through a new handshake.
+  // Follows other locations (none: every location), through a new handshake.
   setLocations(locations) {
     this.#locations = [...locations];
     if (locations.length) {
