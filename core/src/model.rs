@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::offset::Offset;
@@ -108,9 +108,10 @@ pub struct Cancel {
     pub received_at: DateTime<Utc>,
 }
 
-/// A location's aggregate: the union of the overlapping alerts for it.
+/// A location's aggregate: the union of the overlapping alerts for it. On the wire it
+/// also carries `sentTime` and `duration` ([`OriginalTimes`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct Window {
     /// The UUID of the alert that opened the window: its identity across updates.
     pub id: Uuid,
@@ -176,9 +177,10 @@ pub struct EventDraft {
     pub alert_id: Option<Uuid>,
 }
 
-/// The `alert` event clients receive (ARCHITECTURE.md, "Client contract").
+/// The `alert` event clients receive (ARCHITECTURE.md, "Client contract"). On the wire
+/// it also carries `sentTime` and `duration` ([`OriginalTimes`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct Event {
     pub id: Uuid,
     pub offset: Offset,
@@ -235,6 +237,70 @@ impl Event {
     }
 }
 
+/// The original system's names for a window's two instants, written after the fields of
+/// a [`Window`] or an [`Event`] so that its web page works unmodified: `sentTime` is
+/// `startTime` and `duration` is `endTime`, ISO text (the page passes both to
+/// `new Date(...)`). Reading ignores them: `startTime` and `endTime` are the truth, and
+/// JSON written before they existed (standalone's snapshot file) still reads.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OriginalTimes<'a, T> {
+    #[serde(flatten)]
+    fields: T,
+    sent_time: &'a DateTime<Utc>,
+    duration: &'a DateTime<Utc>,
+}
+
+/// A value serialised with its derived field list (`remote = "Self"` makes the derive
+/// an inherent `serialize`, which the `Serialize` impls below wrap).
+struct Fields<'a, T>(&'a T);
+
+impl Serialize for Fields<'_, Window> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Window::serialize(self.0, serializer)
+    }
+}
+
+impl Serialize for Fields<'_, Event> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Event::serialize(self.0, serializer)
+    }
+}
+
+impl Serialize for Window {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        OriginalTimes {
+            fields: Fields(self),
+            sent_time: &self.start,
+            duration: &self.end,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Window::deserialize(deserializer)
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        OriginalTimes {
+            fields: Fields(self),
+            sent_time: &self.start_time,
+            duration: &self.end_time,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Event::deserialize(deserializer)
+    }
+}
+
 /// Namespace of event ids.
 const EVENTS: Uuid = Uuid::from_u128(0x3f0c_9d2e_6b1a_4c85_a7e4_52d1_0b9f_e613);
 
@@ -284,11 +350,43 @@ mod tests {
                 "startTime": "2026-11-22T10:00:00Z", "endTime": "2026-11-22T10:10:00Z",
                 "alertCount": 3, "reason": "expired",
                 "severity": null, "title": null, "instructions": null,
-                "createdAt": "2026-11-22T10:10:00.100Z"
+                "createdAt": "2026-11-22T10:10:00.100Z",
+                "sentTime": "2026-11-22T10:00:00Z", "duration": "2026-11-22T10:10:00Z"
             })
         );
-        let back: Event = serde_json::from_value(json).unwrap();
+        let back: Event = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back, event);
+        let mut without_original_names = json;
+        let fields = without_original_names.as_object_mut().unwrap();
+        fields.remove("sentTime");
+        fields.remove("duration");
+        let back: Event = serde_json::from_value(without_original_names).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn window_json_carries_the_original_names_and_reads_without_them() {
+        let window = window(&["Rocket Alert"]);
+        let json = serde_json::to_value(&window).unwrap();
+        assert_eq!(
+            json,
+            json!({
+                "id": "00000000-0000-0000-0000-000000000000", "location": "Tel Aviv",
+                "startTime": "2026-11-22T10:00:00Z", "endTime": "2026-11-22T10:10:00Z",
+                "types": ["Rocket Alert"], "alertCount": 3,
+                "severity": null, "title": null, "instructions": null,
+                "sentTime": "2026-11-22T10:00:00Z", "duration": "2026-11-22T10:10:00Z"
+            })
+        );
+        assert_eq!(serde_json::from_value::<Window>(json).unwrap(), window);
+        // As standalone's snapshot file held it before the original names existed.
+        let earlier = json!({
+            "id": "00000000-0000-0000-0000-000000000000", "location": "Tel Aviv",
+            "startTime": "2026-11-22T10:00:00Z", "endTime": "2026-11-22T10:10:00Z",
+            "types": ["Rocket Alert"], "alertCount": 3,
+            "severity": null, "title": null, "instructions": null
+        });
+        assert_eq!(serde_json::from_value::<Window>(earlier).unwrap(), window);
     }
 
     #[test]

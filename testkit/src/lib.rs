@@ -7,6 +7,7 @@
 //! - [`eventually`]: poll until a condition holds, with a deadline (never a bare sleep).
 //! - [`SioClient`]: a minimal Socket.IO client speaking the real protocol.
 //! - [`contract`]: the end-to-end contract cases every deployment mode must pass.
+//! - [`pages`]: web pages in headless chromium, served from an origin of their own.
 
 use std::{
     future::Future,
@@ -24,6 +25,7 @@ use tokio::{
 };
 
 pub mod contract;
+pub mod pages;
 mod sio;
 
 pub use sio::SioClient;
