@@ -223,7 +223,11 @@ async fn the_client_module_resumes_after_notify_is_killed() {
     })
     .await;
     let notify = NotifyProcess::start(addr, &ingest.prefix, &origin).await;
-    let logged = store.events_after("0-0", 100_000).await.unwrap().len();
+    let logged = store
+        .events_after(alert_core::Offset::START, 100_000)
+        .await
+        .unwrap()
+        .len();
     page.until("reconnected and live again", |state| {
         let received = state["received"].as_array()?.len();
         (state["snapshots"] == 2 && received >= logged + 8).then_some(())
@@ -238,14 +242,17 @@ async fn the_client_module_resumes_after_notify_is_killed() {
         let state = page.state().await;
         let url = format!("http://{addr}/api/active?locations={}", places.join(","));
         let active: Value = http.get(url).send().await.unwrap().json().await.unwrap();
-        let log = store.events_after("0-0", 100_000).await.unwrap();
-        let shown: Vec<&str> = state["received"]
+        let log = store
+            .events_after(alert_core::Offset::START, 100_000)
+            .await
+            .unwrap();
+        let shown: Vec<alert_core::Offset> = state["received"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| e["offset"].as_str().unwrap())
+            .map(|e| e["offset"].as_str().unwrap().parse().unwrap())
             .collect();
-        let logged: Vec<&str> = log.iter().map(|e| e.offset.as_str()).collect();
+        let logged: Vec<alert_core::Offset> = log.iter().map(|e| e.offset).collect();
         if shown == logged && windows(&state["windows"]) == windows(&active["active"]) {
             break (state, active, log);
         }
