@@ -17,9 +17,11 @@
 //! `recovered: false` when the epoch changed or the log no longer reaches back.
 //! `GET /api/active`, `/api/events` and `/api/history` read the same state.
 //!
-//! A client whose send buffer (`CLIENT_BUFFER` packets) is full is taken out of
-//! every room and disconnected, so it resumes with `since` instead of silently
-//! missing events; an SSE stream that falls behind is ended and resumes with
+//! Each client gets its snapshot first, then only newer events, in order (see [`hub`]
+//! for how: sockets are *held* out of their rooms with a queue while their snapshot is
+//! read, and while their send buffer is full). A client more than `CLIENT_BACKLOG`
+//! events behind has its transport closed (stock clients reconnect by themselves and
+//! resume with `since`); an SSE stream that falls behind is ended and resumes with
 //! `Last-Event-ID`.
 //!
 //! # Transports and scaling
