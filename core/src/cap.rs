@@ -7,6 +7,9 @@
 //! - Cancel: closes the windows of the referenced messages at once.
 //! - `identifier` + `sender` are the idempotency key, and the reference a Cancel uses.
 //! - Only `status` Actual is broadcast: a Test or Exercise must never reach phones as real.
+//! - A body is exactly one well-formed XML document without a DOCTYPE (CAP 1.2 has
+//!   none; a DTD's entities could expand a 64 KB body into hundreds of MB), checked
+//!   before `oasiscap` sees it, which stops reading after the first element.
 
 use chrono::{DateTime, Utc};
 use oasiscap::v1dot2;
@@ -29,6 +32,7 @@ pub fn parse_cap(
 ) -> Result<Vec<QueueMessage>, InvalidInput> {
     let text = std::str::from_utf8(body)
         .map_err(|e| InvalidInput::body(format!("CAP body is not UTF-8: {e}")))?;
+    check_one_document(text)?;
     let alert: oasiscap::Alert = text
         .parse()
         .map_err(|e| InvalidInput::body(format!("not a valid CAP message: {e}")))?;
@@ -52,6 +56,41 @@ pub fn parse_cap(
             "msgType",
             format!("{other:?} messages carry no alert"),
         )),
+    }
+}
+
+/// Refuses a DOCTYPE, a second root element, and anything but comments, processing
+/// instructions and whitespace after the root. No text or attribute may grow longer
+/// than the body itself: without a DTD only built-in entities and character
+/// references exist, and these never expand, so this bounds the parser's memory by
+/// the body limit whatever the input.
+fn check_one_document(text: &str) -> Result<(), InvalidInput> {
+    let mut reader = xml::reader::ParserConfig2::new()
+        .allow_multiple_root_elements(false)
+        .max_data_length(text.len())
+        .max_attribute_length(text.len())
+        .create_reader(text.as_bytes());
+    let doctype = || InvalidInput::new("DOCTYPE", "a CAP message must not have a DOCTYPE");
+    let mut root_seen = false;
+    loop {
+        match reader.next() {
+            Ok(xml::reader::XmlEvent::StartElement { .. }) if !root_seen => {
+                // Known only once the root element starts, before any entity in
+                // its content is expanded.
+                if reader.doctype().is_some() {
+                    return Err(doctype());
+                }
+                root_seen = true;
+            }
+            Ok(xml::reader::XmlEvent::EndDocument) => return Ok(()),
+            Ok(_) => {}
+            Err(_) if reader.doctype().is_some() => return Err(doctype()),
+            Err(e) => {
+                return Err(InvalidInput::body(format!(
+                    "the body must be exactly one well-formed XML document: {e}"
+                )));
+            }
+        }
     }
 }
 
@@ -173,15 +212,23 @@ fn area_locations(areas: &[v1dot2::Area], limits: &Limits) -> Result<Vec<String>
     let names: Vec<String> = areas
         .iter()
         .flat_map(|area| {
-            std::iter::once(area.description.clone()).chain(
-                (&area.geocode)
-                    .into_iter()
-                    .map(|(_, value)| value.to_owned()),
-            )
+            std::iter::once(area.description.as_str())
+                .chain((&area.geocode).into_iter().map(|(_, value)| value))
         })
-        .filter(|name| !name.trim().is_empty())
+        .map(collapse_xml_whitespace)
+        .filter(|name| !name.is_empty())
         .collect();
     validate_locations(None, Some(names), limits)
+}
+
+/// Line breaks and indentation inside an element are the feed's layout, not part of
+/// the place's name (and a name with a line break is refused as a location).
+fn collapse_xml_whitespace(text: &str) -> String {
+    let words: Vec<&str> = text
+        .split([' ', '\t', '\n', '\r'])
+        .filter(|word| !word.is_empty())
+        .collect();
+    words.join(" ")
 }
 
 fn retarget(mut error: InvalidInput, field: &str) -> InvalidInput {
@@ -308,6 +355,83 @@ mod tests {
             Some("info[0].expires")
         );
         assert!(parse_cap(b"\xff\xfe<alert/>", &request(), &Limits::default()).is_err());
+    }
+
+    /// A "billion laughs" in miniature: 64 KB that expanded to 250 MB and took seconds.
+    pub(crate) fn entity_bomb() -> String {
+        let entity = "x".repeat(50_000);
+        let references = "&a;".repeat(5_000);
+        let body = INFO.replace("<areaDesc>Haifa", &format!("<areaDesc>{references}"));
+        format!(
+            "<!DOCTYPE alert [<!ENTITY a \"{entity}\">]>{}",
+            cap("Alert", &body).replace(r#"<?xml version="1.0" encoding="UTF-8"?>"#, "")
+        )
+    }
+
+    #[test]
+    fn a_doctype_is_refused_before_anything_is_expanded() {
+        let bomb = entity_bomb();
+        assert!(bomb.len() < 70_000);
+        let error = parse(&bomb).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("DOCTYPE"), "{error}");
+        // In an attribute of the root, expanded before the root element is reported.
+        let in_attribute = bomb.replacen(
+            "<alert ",
+            &format!("<alert x=\"{}\" ", "&a;".repeat(5_000)),
+            1,
+        );
+        assert_eq!(
+            parse(&in_attribute).unwrap_err().field.as_deref(),
+            Some("DOCTYPE")
+        );
+        let harmless = format!(
+            "<!DOCTYPE alert>{}",
+            cap("Alert", INFO).split_once("?>").unwrap().1
+        );
+        assert_eq!(
+            parse(&harmless).unwrap_err().field.as_deref(),
+            Some("DOCTYPE")
+        );
+    }
+
+    #[test]
+    fn a_body_is_exactly_one_document() {
+        let one = cap("Alert", INFO);
+        let other = cap("Alert", INFO).replace("KSTO1055887203", "KSTO1055887204");
+        let second_root = other.split_once("?>").unwrap().1;
+        for (case, body) in [
+            ("two alerts", format!("{one}{second_root}")),
+            ("trailing text", format!("{one}garbage")),
+            ("trailing tag", format!("{one}<x/>")),
+            ("trailing unclosed tag", format!("{one}<alert>")),
+            ("trailing close tag", format!("{one}</alert>")),
+        ] {
+            let error = parse(&body).expect_err(case);
+            assert_eq!(error.field, None, "{case}: {error}");
+        }
+        let epilogue = format!("{one}\n  <!-- signed elsewhere -->\n<?audit id=\"7\"?>\n");
+        assert_eq!(
+            parse(&epilogue).unwrap().len(),
+            1,
+            "comments, PIs and whitespace after"
+        );
+    }
+
+    #[test]
+    fn area_names_follow_the_location_rule() {
+        let wrapped = INFO.replace("<areaDesc>Haifa", "<areaDesc>\n      Haifa\n      Bay");
+        let messages = parse(&cap("Alert", &wrapped)).unwrap();
+        let [QueueMessage::Alert(alert)] = messages.as_slice() else {
+            panic!("{messages:?}")
+        };
+        assert_eq!(alert.locations, ["Haifa Bay", "006109"], "layout collapsed");
+        let control = INFO.replace("<areaDesc>Haifa", "<areaDesc>Hai\u{85}fa");
+        let error = parse(&cap("Alert", &control)).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("info[0].area"), "{error}");
+        assert_eq!(
+            error.message,
+            crate::LocationError::ControlCharacter.to_string()
+        );
     }
 
     /// These made xml_serde 1.4.1 loop forever (see vendor/xml_serde/PATCHED.md).

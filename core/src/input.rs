@@ -14,7 +14,6 @@ use crate::model::{Alert, QueueMessage};
 pub struct Limits {
     pub max_batch: usize,
     pub max_locations: usize,
-    pub max_location_chars: usize,
     pub max_type_chars: usize,
     pub max_text_chars: usize,
     pub max_duration: TimeDelta,
@@ -30,7 +29,6 @@ impl Default for Limits {
         Limits {
             max_batch: 1000,
             max_locations: 1000,
-            max_location_chars: 128,
             max_type_chars: 128,
             max_text_chars: 4096,
             max_duration: TimeDelta::hours(24),
@@ -319,6 +317,40 @@ pub fn whole_millis(time: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or(time)
 }
 
+/// Longest location name, in characters (ARCHITECTURE.md, "Ingest contract").
+pub const MAX_LOCATION_CHARS: usize = 128;
+
+/// Why a location name is refused; the text is what the user is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    /// Nothing but whitespace: name the place.
+    #[error("a location must not be empty")]
+    Empty,
+    /// Over [`MAX_LOCATION_CHARS`]: use the shorter name clients subscribe to.
+    #[error("a location is at most {MAX_LOCATION_CHARS} characters")]
+    TooLong,
+    /// NUL, newline, escape...: never part of a place name, and refused by clients'
+    /// `subscribe`, so an alert named so could reach no one.
+    #[error("a location must not contain control characters")]
+    ControlCharacter,
+}
+
+/// The one location rule, for ingest and for clients' subscriptions alike: trimmed,
+/// non-empty, at most [`MAX_LOCATION_CHARS`] characters, no control characters.
+pub fn clean_location(raw: &str) -> Result<&str, LocationError> {
+    let location = raw.trim();
+    if location.is_empty() {
+        return Err(LocationError::Empty);
+    }
+    if location.chars().any(char::is_control) {
+        return Err(LocationError::ControlCharacter);
+    }
+    if location.chars().count() > MAX_LOCATION_CHARS {
+        return Err(LocationError::TooLong);
+    }
+    Ok(location)
+}
+
 pub(crate) fn validate_locations(
     one: Option<String>,
     many: Option<Vec<String>>,
@@ -349,19 +381,8 @@ pub(crate) fn validate_locations(
         .enumerate()
         .map(|(i, l)| (format!("locations[{i}]"), l));
     for (field, location) in named.into_iter().chain(listed) {
-        let location = location.trim();
-        if location.is_empty() {
-            return Err(InvalidInput::new(field, "location is empty"));
-        }
-        if location.chars().count() > limits.max_location_chars {
-            return Err(InvalidInput::new(
-                field,
-                format!(
-                    "location is longer than {} characters",
-                    limits.max_location_chars
-                ),
-            ));
-        }
+        let location =
+            clean_location(&location).map_err(|e| InvalidInput::new(field, e.to_string()))?;
         if seen.insert(location.to_owned()) {
             locations.push(location.to_owned());
         }
@@ -582,6 +603,37 @@ mod tests {
             error_field(with("locations", json!(locations))).as_deref(),
             Some("locations")
         );
+    }
+
+    #[test]
+    fn one_location_rule() {
+        assert_eq!(clean_location("  Tel Aviv\t"), Ok("Tel Aviv"));
+        assert_eq!(clean_location(&"é".repeat(128)).map(str::len), Ok(256));
+        assert_eq!(clean_location(" \n "), Err(LocationError::Empty));
+        assert_eq!(
+            clean_location(&"x".repeat(129)),
+            Err(LocationError::TooLong)
+        );
+        for bad in ["A\u{0}B", "A\nB", "A\u{1b}[31mB", "A\u{7f}", "A\u{85}B"] {
+            assert_eq!(
+                clean_location(bad),
+                Err(LocationError::ControlCharacter),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_in_locations_are_refused() {
+        let mut one = valid();
+        one["location"] = json!("A\u{0}B");
+        let error = parse(one).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("location"));
+        assert_eq!(error.message, LocationError::ControlCharacter.to_string());
+        let mut many = valid();
+        many.as_object_mut().unwrap().remove("location");
+        many["locations"] = json!(["Haifa", "Acre\r\nX"]);
+        assert_eq!(error_field(many).as_deref(), Some("locations[1]"));
     }
 
     #[test]

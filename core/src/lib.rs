@@ -26,7 +26,9 @@ pub mod state;
 pub mod telemetry;
 
 pub use aggregate::{Aggregator, Change, Ingested, apply_alert, close, close_if_due};
-pub use input::{InvalidInput, Limits, RequestContext};
+pub use input::{
+    InvalidInput, Limits, LocationError, MAX_LOCATION_CHARS, RequestContext, clean_location,
+};
 pub use model::{Alert, Cancel, CloseReason, Event, EventDraft, EventType, QueueMessage, Window};
 pub use offset::Offset;
 pub use queue::{AlertQueue, QueueError, decode_entry, encode_entry};

@@ -68,6 +68,10 @@ pub struct IngestArgs {
     /// and at least one full batch).
     #[arg(long, env = "SOURCE_RATE_LIMIT", default_value_t = 2000.0)]
     pub source_rate_limit: f64,
+    /// CAP XML bodies parsed at once (on the blocking pool, off the request path); more
+    /// wait for a turn.
+    #[arg(long, env = "CAP_PARSERS", default_value_t = crate::http::DEFAULT_CAP_PARSERS)]
+    pub cap_parsers: usize,
     /// `Retry-After` sent with 503 while the broker is unreachable.
     #[arg(long, env = "RETRY_AFTER_SECONDS", default_value_t = 1)]
     pub retry_after_seconds: u32,
@@ -92,6 +96,7 @@ impl IngestArgs {
             self.max_body_bytes,
             self.retry_after_seconds,
         )
+        .with_cap_parsers(self.cap_parsers)
         .with_api_keys(&self.api_keys, self.source_rate_limit)
     }
 }

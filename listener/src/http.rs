@@ -1,6 +1,14 @@
 //! The ingest API: `POST /api/alerts`, health, metrics and the OpenAPI document.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Instant,
+};
 
 use alert_core::{
     AlertQueue, InvalidInput, Limits, QueueError, QueueMessage, RequestContext, cap::parse_cap,
@@ -8,15 +16,18 @@ use alert_core::{
 };
 use axum::{
     Json, Router,
-    body::Body,
-    extract::{DefaultBodyLimit, State},
+    body::{Body, Bytes, HttpBody},
+    extract::{DefaultBodyLimit, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use chrono::Utc;
+use http_body::{Frame, SizeHint};
 use serde::Serialize;
-use tracing::{info, instrument, warn};
+use tokio::sync::Semaphore;
+use tracing::{error, info, instrument, warn};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
@@ -32,6 +43,8 @@ pub struct Ingest<Q> {
     retry_after_seconds: u32,
     sources: Sources,
     metrics: Metrics,
+    /// Permits for CAP parses on the blocking pool.
+    cap_parsers: Arc<Semaphore>,
 }
 
 impl<Q: AlertQueue> Ingest<Q> {
@@ -46,6 +59,44 @@ impl<Q: AlertQueue> Ingest<Q> {
             retry_after_seconds,
             sources,
             metrics: Metrics::new(),
+            cap_parsers: Arc::new(Semaphore::new(DEFAULT_CAP_PARSERS)),
+        }
+    }
+
+    /// Parses at most `parsers` CAP bodies at once; more wait their turn.
+    pub fn with_cap_parsers(mut self, parsers: usize) -> Self {
+        self.cap_parsers = Arc::new(Semaphore::new(parsers.max(1)));
+        self
+    }
+
+    /// XML parsing is CPU work of milliseconds per large body, tens of ms in a debug
+    /// build: on the async runtime it stalled every request sharing the worker,
+    /// `/livez` and valid JSON alerts included. So it runs on the blocking pool, and
+    /// only `cap_parsers` at a time, so that a flood of CAP cannot take every core.
+    async fn parse_cap(
+        &self,
+        body: Bytes,
+        request: RequestContext,
+    ) -> Result<Vec<QueueMessage>, IngestError> {
+        let permit = self
+            .cap_parsers
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let limits = self.limits.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            // Held until the parse ends, even if the request is abandoned meanwhile.
+            let _permit = permit;
+            parse_cap(&body, &request, &limits)
+        })
+        .await;
+        match parsed {
+            Ok(messages) => Ok(messages?),
+            Err(error) => {
+                error!(%error, "CAP parser failed on a body; answering 400");
+                Err(InvalidInput::body("the CAP message could not be parsed").into())
+            }
         }
     }
 
@@ -62,6 +113,9 @@ impl<Q: AlertQueue> Ingest<Q> {
     }
 }
 
+/// CAP parses at once unless configured ([`Ingest::with_cap_parsers`]).
+pub const DEFAULT_CAP_PARSERS: usize = 2;
+
 /// The listener's routes.
 pub fn router<Q: AlertQueue>(ingest: Arc<Ingest<Q>>) -> Router {
     Router::new()
@@ -70,17 +124,76 @@ pub fn router<Q: AlertQueue>(ingest: Arc<Ingest<Q>>) -> Router {
         .route("/readyz", get(readyz::<Q>))
         .route("/metrics", get(metrics::<Q>))
         .with_state(ingest.clone())
-        .merge(ingest_router(ingest))
+        .merge(ingest_routes(ingest))
+        .layer(middleware::from_fn(close_unless_body_read))
 }
 
 /// `POST /api/alerts` alone, for serving beside other routes (standalone mode serves
 /// it on the clients' port too, so the live page can post same-origin).
 pub fn ingest_router<Q: AlertQueue>(ingest: Arc<Ingest<Q>>) -> Router {
+    ingest_routes(ingest).layer(middleware::from_fn(close_unless_body_read))
+}
+
+fn ingest_routes<Q: AlertQueue>(ingest: Arc<Ingest<Q>>) -> Router {
     Router::new()
         .route("/api/alerts", post(post_alerts::<Q>))
         // The handler enforces the configured limit itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(ingest)
+}
+
+/// Says `connection: close` when the answer leaves the request body unread (refused
+/// before reading, or over the limit). hyper cannot reuse such a connection and, when
+/// the rest of the body is not already in its buffer (a 413 for a declared 2 MB),
+/// closed it after a keep-alive answer: the source's next request on it failed.
+async fn close_unless_body_read(request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let read = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| {
+        Body::new(ReadToEnd {
+            body,
+            read: read.clone(),
+        })
+    });
+    let mut response = next.run(request).await;
+    if !read.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that records whether it was read to its end.
+struct ReadToEnd {
+    body: Body,
+    read: Arc<AtomicBool>,
+}
+
+impl HttpBody for ReadToEnd {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// `202` answer: the UUIDs of the queued alerts, in the order they were posted.
@@ -289,7 +402,7 @@ async fn accept<Q: AlertQueue>(
     }
     let messages = match kind {
         BodyKind::Json => parse_json(&bytes, &request, &ingest.limits)?,
-        BodyKind::Cap => parse_cap(&bytes, &request, &ingest.limits)?,
+        BodyKind::Cap => ingest.parse_cap(bytes, request).await?,
     };
     if let Some(source) = &source {
         ingest.sources.admit(source, messages.len())?;

@@ -126,6 +126,49 @@ pub(crate) fn alert(location: &str) -> serde_json::Value {
     })
 }
 
+/// A valid CAP 1.2 Alert for `area`, sent now, expiring in 5 minutes.
+pub(crate) fn cap_alert(identifier: &str, area: &str) -> String {
+    let now = chrono::Utc::now();
+    let expires = now + chrono::TimeDelta::minutes(5);
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>{identifier}</identifier>
+  <sender>sirens@example.org</sender>
+  <sent>{now}</sent>
+  <status>Actual</status>
+  <msgType>Alert</msgType>
+  <scope>Public</scope>
+  <info>
+    <category>Safety</category>
+    <event>Rocket Alert</event>
+    <urgency>Immediate</urgency>
+    <severity>Extreme</severity>
+    <certainty>Observed</certainty>
+    <expires>{expires}</expires>
+    <area><areaDesc>{area}</areaDesc></area>
+  </info>
+</alert>"#,
+        now = now.to_rfc3339(),
+        expires = expires.to_rfc3339(),
+    )
+}
+
+/// The document after its XML declaration, to prepend a DOCTYPE or append a copy.
+pub(crate) fn without_declaration(xml: &str) -> &str {
+    xml.split_once("?>").map_or(xml, |(_, rest)| rest)
+}
+
+/// 64 KB that a DTD entity referenced 5,000 times expanded to 250 MB.
+pub(crate) fn entity_bomb() -> String {
+    let entity = "x".repeat(50_000);
+    let cap = cap_alert("BOMB", &"&a;".repeat(5_000));
+    format!(
+        "<!DOCTYPE alert [<!ENTITY a \"{entity}\">]>{}",
+        without_declaration(&cap)
+    )
+}
+
 pub(crate) async fn ids(response: reqwest::Response) -> Vec<uuid::Uuid> {
     assert_eq!(response.status(), 202);
     let body: serde_json::Value = response.json().await.unwrap();

@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, alert, ids, take_all};
+use crate::helpers::{TestApp, alert, cap_alert, entity_bomb, ids, take_all, without_declaration};
 
 fn with(key: &str, value: Value) -> Value {
     let mut body = alert("Tel Aviv");
@@ -24,6 +24,11 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_nothing_is_queued() {
     let cap = "application/cap+xml";
     let many_locations: Vec<String> = (0..10_000).map(|i| format!("L{i}")).collect();
     let big_batch: Vec<Value> = (0..1001).map(|_| alert("A")).collect();
+    let one_cap = cap_alert("ONE", "Sderot");
+    let two_caps = format!(
+        "{one_cap}{}",
+        without_declaration(&cap_alert("TWO", "Ashkelon"))
+    );
     // (case, content type, body, expected status, expected field)
     type Case<'a> = (&'a str, &'a str, Vec<u8>, u16, Option<&'a str>);
     let cases: Vec<Case> = vec![
@@ -50,6 +55,11 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_nothing_is_queued() {
             Some("info"),
         ),
         ("body over the limit", json, vec![b' '; 1024 * 1024 + 1], 413, None),
+        ("control character in location", json, with("location", json!("A\u{0}B")).to_string().into_bytes(), 400, Some("location")),
+        ("control character in CAP area", cap, cap_alert("CTL", "A&#x85;B").into_bytes(), 400, Some("info[0].area")),
+        ("CAP with a DOCTYPE", cap, entity_bomb().into_bytes(), 400, Some("DOCTYPE")),
+        ("two CAP alerts in one body", cap, two_caps.into_bytes(), 400, None),
+        ("garbage after the CAP alert", cap, format!("{one_cap}garbage").into_bytes(), 400, None),
     ];
     for (name, content_type, body, status, field) in cases {
         let response = app.post(content_type, body).await;
@@ -112,5 +122,44 @@ async fn chunked_body_over_the_limit_is_413() {
     let n = stream.read(&mut answer).await.unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "the rest of the body is unread, so the connection cannot be reused: {answer}"
+    );
+    app.stop().await;
+}
+
+/// Hostile CAP bodies posted at once are refused, and meanwhile a valid alert and
+/// `/livez` are answered: CAP parsing neither blocks the runtime nor anyone else.
+#[tokio::test]
+async fn entity_bombs_are_refused_and_good_input_still_flows() {
+    let app = TestApp::ready("entity-bomb").await;
+    let bombs = futures::future::join_all((0..3).map(|_| async {
+        let response = app.post("application/cap+xml", entity_bomb()).await;
+        let status = response.status().as_u16();
+        let error: Value = response.json().await.unwrap();
+        (status, error["field"].clone())
+    }));
+    let good = async { ids(app.post_json(&alert("Unstalled")).await).await };
+    let livez = async {
+        let response = app.http.get(app.url("/livez")).send().await.unwrap();
+        response.status().as_u16()
+    };
+    let (bombs, good, livez) = tokio::join!(bombs, good, livez);
+    for (status, field) in bombs {
+        assert_eq!((status, field), (400, json!("DOCTYPE")));
+    }
+    assert_eq!(livez, 200);
+    let queued: Vec<_> = take_all(&app.queue)
+        .await
+        .into_iter()
+        .map(|(_, m)| m.id())
+        .collect();
+    assert_eq!(queued, good);
+    let cap = ids(app
+        .post("application/cap+xml", cap_alert("AFTER", "Sderot"))
+        .await)
+    .await;
+    assert_eq!(cap.len(), 1, "valid CAP is still parsed");
     app.stop().await;
 }

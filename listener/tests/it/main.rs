@@ -7,3 +7,4 @@ mod broker_outage;
 mod fuzz;
 mod ingest;
 mod invalid_input;
+mod keep_alive;

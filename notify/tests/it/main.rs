@@ -5,6 +5,7 @@
 mod helpers;
 
 mod clients;
+mod edge_input;
 mod end_to_end;
 mod gaps;
 mod heartbeat;

@@ -66,12 +66,18 @@ impl<B> From<Error> for Response<ResponseBody<B>> {
                 .status(code)
                 .body(ResponseBody::empty_response())
                 .unwrap(),
-            Error::BadPacket(_) | Error::InvalidPacketLength | Error::InvalidPacketType(_) => {
-                Response::builder()
-                    .status(400)
-                    .body(ResponseBody::empty_response())
-                    .unwrap()
-            }
+            // alert-broadcaster patch: undecodable base64 (`bnot-base64!`) or UTF-8 in a
+            // polling body, and a second pong before the server pinged again (`3\x1e3`),
+            // are the client's bad input too: 400, not 500.
+            Error::BadPacket(_)
+            | Error::InvalidPacketLength
+            | Error::InvalidPacketType(_)
+            | Error::Base64(_)
+            | Error::StrUtf8(_)
+            | Error::HeartbeatTimeout => Response::builder()
+                .status(400)
+                .body(ResponseBody::empty_response())
+                .unwrap(),
             Error::PayloadTooLarge => Response::builder()
                 .status(413)
                 .body(ResponseBody::empty_response())
@@ -99,5 +105,12 @@ impl<B> From<Error> for Response<ResponseBody<B>> {
 impl From<tungstenite::Error> for Error {
     fn from(err: tungstenite::Error) -> Self {
         Error::WsTransport(Box::new(err))
+    }
+}
+
+impl Error {
+    // alert-broadcaster patch: a WebSocket message or frame over `max_payload`.
+    pub(crate) fn is_too_big(&self) -> bool {
+        matches!(self, Error::WsTransport(e) if matches!(**e, tungstenite::Error::Capacity(_)))
     }
 }

@@ -53,6 +53,11 @@ pub enum Packet {
     ///
     /// This is a special packet, excepionally specific to the V3 protocol.
     BinaryV3(Bytes), // Not part of the protocol, used internally
+
+    // alert-broadcaster patch: not part of the protocol. The WebSocket reader refused a
+    // message over `max_payload`; the writer closes with 1009 (message too big).
+    /// Close the WebSocket with status 1009: the client sent a message over `max_payload`
+    CloseTooBig,
 }
 
 impl Packet {
@@ -87,6 +92,7 @@ impl Packet {
         match self {
             Packet::Open(_) => 156, // max possible size for the open packet serialized
             Packet::Close => 1,
+            Packet::CloseTooBig => 1, // alert-broadcaster patch: a close if ever encoded
             Packet::Ping => 1,
             Packet::Pong => 1,
             Packet::PingUpgrade => 6,
@@ -123,6 +129,7 @@ impl From<Packet> for String {
                 buffer.push_str(&serde_json::to_string(&open).unwrap());
             }
             Packet::Close => buffer.push('1'),
+            Packet::CloseTooBig => buffer.push('1'), // alert-broadcaster patch
             Packet::Ping => buffer.push('2'),
             Packet::Pong => buffer.push('3'),
             Packet::PingUpgrade => buffer.push_str("2probe"),

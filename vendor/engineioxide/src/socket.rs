@@ -108,6 +108,8 @@ impl From<&Error> for Option<DisconnectReason> {
     fn from(err: &Error) -> Self {
         use Error::*;
         match err {
+            // alert-broadcaster patch: an oversize WebSocket message is a bad packet.
+            e if e.is_too_big() => Some(DisconnectReason::PacketParsingError),
             WsTransport(_) | Io(_) => Some(DisconnectReason::TransportError),
             BadPacket(_) | Base64(_) | StrUtf8(_) | PayloadTooLarge | InvalidPacketLength
             | InvalidPacketType(_) => Some(DisconnectReason::PacketParsingError),

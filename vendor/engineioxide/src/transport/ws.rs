@@ -17,7 +17,8 @@ use tokio_tungstenite::{
     tungstenite::{
         Message,
         handshake::derive_accept_key,
-        protocol::{Role, WebSocketConfig},
+        // alert-broadcaster patch: CloseCode, CloseFrame for the 1009 close.
+        protocol::{CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode},
     },
 };
 use tokio_util::future::FutureExt as _;
@@ -35,6 +36,10 @@ use crate::{
     service::ProtocolVersion,
     service::TransportType,
 };
+
+// alert-broadcaster patch: how long the 1009 close frame may take to be written, and
+// how long the connection then stays open for the client to read it.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Create a response for websocket upgrade
 fn ws_response<B>(ws_key: &HeaderValue) -> Result<Response<ResponseBody<B>>, http::Error> {
@@ -123,7 +128,14 @@ pub async fn on_init<H: EngineIoHandler, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ws_config = WebSocketConfig::default().read_buffer_size(engine.config.ws_read_buffer_size);
+    // alert-broadcaster patch: the same `max_payload` as polling, per message and per
+    // frame (tungstenite's defaults are 64 and 16 MiB). An oversize frame is refused
+    // from its header, before its payload is buffered.
+    let max_payload = usize::try_from(engine.config.max_payload).ok();
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(engine.config.ws_read_buffer_size)
+        .max_message_size(max_payload)
+        .max_frame_size(max_payload);
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
     let (socket, ws) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
@@ -196,7 +208,19 @@ async fn forward_to_handler<H: EngineIoHandler, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    while let Some(msg) = rx.try_next().await? {
+    // alert-broadcaster patch: a message over `max_payload` is answered with a close.
+    loop {
+        let msg = match rx.try_next().await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(e) => {
+                let e = Error::from(e);
+                if e.is_too_big() {
+                    close_too_big(socket, rx).await;
+                }
+                return Err(e);
+            }
+        };
         match msg {
             Message::Text(msg) => match Packet::try_from(msg)? {
                 Packet::Close => break,
@@ -231,6 +255,26 @@ where
     Ok(())
 }
 
+// alert-broadcaster patch: tells the client why (1009) before the session is closed
+// (which cancels the writer), then keeps the TCP connection open a moment: closed with
+// the rest of the oversize message unread, it is reset, and a client that had not yet
+// read the close frame lost it. Both waits are bounded: the client may never read.
+async fn close_too_big<D, S>(socket: &Arc<Socket<D>>, rx: SplitStream<WebSocketStream<S>>)
+where
+    D: Default + Send + Sync + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if socket.send(Packet::CloseTooBig).is_ok() {
+        tokio::time::timeout(CLOSE_GRACE, socket.closed())
+            .await
+            .ok();
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(CLOSE_GRACE).await;
+        drop(rx);
+    });
+}
+
 /// Forwards all packets waiting to be sent to the websocket
 ///
 /// The websocket stream is flushed only when the internal channel is drained
@@ -261,6 +305,16 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                     }
                     Packet::Close => {
                         tx.send(Message::Close(None)).await.ok();
+                        internal_rx.close();
+                        break;
+                    },
+                    // alert-broadcaster patch: see `Packet::CloseTooBig`.
+                    Packet::CloseTooBig => {
+                        let frame = CloseFrame {
+                            code: CloseCode::Size,
+                            reason: "message over maxPayload".into(),
+                        };
+                        tx.send(Message::Close(Some(frame))).await.ok();
                         internal_rx.close();
                         break;
                     },

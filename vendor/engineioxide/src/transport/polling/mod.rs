@@ -170,7 +170,10 @@ where
             Ok(Packet::Close) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("[sid={sid}] closing session");
-                socket.send(Packet::Noop)?;
+                // alert-broadcaster patch: the Noop only wakes a pending GET; a session
+                // whose channel is closed (the client's own disconnect packet came first)
+                // or full still closes, instead of answering 500 and staying open.
+                socket.send(Packet::Noop).ok();
                 engine.close_session(sid, DisconnectReason::TransportClose);
                 break;
             }
