@@ -27,9 +27,6 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::hub::{Hub, Joining, Since, Windows};
 
-/// Longest location name (the ingest contract's limit).
-const MAX_LOCATION_CHARS: usize = 128;
-
 /// The handshake `auth` object, and the `subscribe` payload.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Subscription {
@@ -61,25 +58,14 @@ struct ErrorAck {
     error: String,
 }
 
-/// Trims, checks and dedupes requested locations.
+/// Checks (core's one location rule), trims and dedupes requested locations.
 pub(crate) fn clean_locations(
     requested: &[String],
     max: usize,
 ) -> Result<BTreeSet<String>, String> {
     let mut locations = BTreeSet::new();
     for location in requested {
-        let location = location.trim();
-        if location.is_empty() {
-            return Err("a location must not be empty".into());
-        }
-        if location.chars().any(char::is_control) {
-            return Err("a location must not contain control characters".into());
-        }
-        if location.chars().count() > MAX_LOCATION_CHARS {
-            return Err(format!(
-                "a location is at most {MAX_LOCATION_CHARS} characters"
-            ));
-        }
+        let location = alert_core::clean_location(location).map_err(|e| e.to_string())?;
         locations.insert(location.to_owned());
     }
     if locations.len() > max {
