@@ -273,7 +273,8 @@ pub fn exit<E: std::fmt::Display>(result: Result<(), E>) -> std::process::ExitCo
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            // Every error of a run says its causes in its own message.
+            tracing::error!("{error}");
             use std::io::Write;
             let _ = std::io::stdout().flush();
             std::process::exit(1)

@@ -6,8 +6,10 @@ mod helpers;
 
 mod clients;
 mod end_to_end;
+mod exit;
 mod gaps;
 mod heartbeat;
+mod origins;
 mod resume;
 mod rooms;
 mod slow;
