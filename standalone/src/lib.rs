@@ -53,7 +53,8 @@ pub async fn run(
     let (to_processor, batches) = mpsc::unbounded_channel();
     let (aggregator, queue, persist) = match &config.data_dir {
         Some(dir) => {
-            let recovered = journal::open(dir)?;
+            let recovered = journal::open(dir)
+                .map_err(|error| anyhow::anyhow!("DATA_DIR {}: {error}", dir.display()))?;
             let mut aggregator = recovered
                 .aggregator
                 .unwrap_or_else(|| Aggregator::new(dedupe_ttl));

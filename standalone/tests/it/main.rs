@@ -1,5 +1,6 @@
 mod backpressure;
 mod browser;
 mod contract;
+mod exit;
 mod helpers;
 mod restart;
