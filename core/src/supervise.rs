@@ -120,6 +120,10 @@ impl Drop for Down {
 }
 
 /// Named tasks that must all run until shutdown. Dropping it aborts them.
+///
+/// Tasks stop on [`Supervisor::stop_signal`] or [`Supervisor::stopping`] (or on
+/// something that follows them), never on the shutdown future itself: a task that
+/// ended before the supervisor saw the shutdown would count as a failure.
 pub struct Supervisor {
     tasks: JoinSet<Result<(), BoxError>>,
     names: HashMap<Id, &'static str>,

@@ -92,7 +92,10 @@ fn normalise(origin: &str) -> Option<String> {
         return None;
     }
     let authority: axum::http::uri::Authority = authority.parse().ok()?;
-    if authority.host().is_empty() {
+    // `Authority` takes any digits after the colon; a port is at most 65535.
+    let after_host = authority.as_str().rsplit(']').next().unwrap_or_default();
+    let bad_port = after_host.contains(':') && authority.port_u16().is_none();
+    if authority.host().is_empty() || bad_port {
         return None;
     }
     let authority = authority.as_str().to_ascii_lowercase();

@@ -102,12 +102,15 @@ async fn work(
         return Ok(());
     };
     let mut tasks = Supervisor::new();
+    // The tasks stop on this supervisor's signal, which follows `stop`: ending on
+    // `stop` itself could look like an unexpected end.
+    let inner_stop = tasks.stop_signal();
     tasks.spawn(
         "closer",
         close_loop(
             store.clone(),
             health.clone(),
-            stop.clone(),
+            inner_stop.clone(),
             Duration::from_millis(config.close_poll_ms),
         ),
     );
@@ -124,9 +127,9 @@ async fn work(
         health: health.clone(),
         retry_delay: Duration::from_millis(config.retry_delay_ms),
         chunk: config.apply_batch.max(1),
-        stop: stop.clone(),
+        stop: inner_stop.clone(),
     };
-    let consumer_stop = stop.clone();
+    let consumer_stop = inner_stop;
     tasks.spawn("AMQP consumer", async move {
         let connected = handler.health.consumer_connected.clone();
         alert_amqp::consume(consumer, connected, consumer_stop, |batch| {
