@@ -7,7 +7,7 @@
 //! - [`eventually`]: poll until a condition holds, with a deadline (never a bare sleep).
 //! - [`SioClient`]: a minimal Socket.IO client speaking the real protocol.
 //! - [`contract`]: the end-to-end contract cases every deployment mode must pass.
-//! - [`exits`], [`exits_on_port_in_use`], [`exits_on_bad_cors`]: run a binary and check
+//! - [`exits`] and the `exits_on_*` checks: run a binary and check
 //!   how it fails.
 
 use std::{
@@ -194,10 +194,21 @@ pub async fn exits_on_port_in_use(program: &str, setting: &str, env: &[(&str, &s
 /// the setting, and exit code 2, before doing anything else.
 pub async fn exits_on_bad_cors(program: &str) {
     for bad in ["https://a.example/path", "*,https://a.example", "a.example"] {
-        let exited = exits(command(program, &[("CORS_ORIGINS", bad)])).await;
-        assert_eq!(exited.code, Some(2), "{bad}: {exited:?}");
-        assert_eq!(exited.stderr.lines().count(), 1, "one line: {exited:?}");
-        assert!(exited.stderr.contains("CORS_ORIGINS"), "{exited:?}");
-        assert!(exited.stdout.is_empty(), "{exited:?}");
+        exits_on_bad_setting(program, &[("CORS_ORIGINS", bad)], 2, "CORS_ORIGINS").await;
     }
+}
+
+/// Checks that `program` with `env` exits with `code` and one line, on stderr for a
+/// setting clap refuses (2), else in the log, that contains `names`.
+pub async fn exits_on_bad_setting(program: &str, env: &[(&str, &str)], code: i32, names: &str) {
+    let mut command = command(program, env);
+    command.env("NO_COLOR", "1");
+    let exited = exits(command).await;
+    assert_eq!(exited.code, Some(code), "{env:?}: {exited:?}");
+    let said = match code {
+        2 => &exited.stderr,
+        _ => &exited.stdout,
+    };
+    assert_eq!(said.lines().count(), 1, "one line: {exited:?}");
+    assert!(said.contains(names), "names {names}: {exited:?}");
 }

@@ -89,3 +89,13 @@ async fn by_default_a_foreign_origin_is_refused_on_the_websocket_too() {
     assert_eq!(response.status(), 403);
     alert_testkit::contract::System::stop(app).await;
 }
+
+#[tokio::test]
+async fn bad_api_keys_are_one_line_naming_the_setting() {
+    let env = [
+        ("INGEST_LISTEN_ADDR", "127.0.0.1:0"),
+        ("CLIENTS_LISTEN_ADDR", "127.0.0.1:0"),
+        ("API_KEYS", "no-equals-sign"),
+    ];
+    alert_testkit::exits_on_bad_setting(BIN, &env, 1, "API_KEYS").await;
+}
