@@ -192,33 +192,34 @@ impl Supervisor {
             Some(ended) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => Some(ended),
         };
         if let Some(ended) = early {
-            let failed = self.failure(ended, true).unwrap_or_else(|| unreachable!());
-            return Err(failed);
+            // Ending first is a failure, even with `Ok`.
+            return Err(self
+                .outcome(ended)
+                .map_or_else(|failed| failed, |task| TaskFailed::Ended { task }));
         }
         self.serving.down();
         self.stop.send_replace(true);
         let mut first = None;
         while let Some(ended) = self.tasks.join_next_with_id().await {
-            if let Some(failed) = self.failure(ended, false) {
+            if let Err(failed) = self.outcome(ended) {
                 first.get_or_insert(failed);
             }
         }
         first.map_or(Ok(()), Err)
     }
 
-    /// What a task's end means; `None` when it ended well (during shutdown).
-    fn failure(
+    /// How a task ended: its name if it returned `Ok`, else why it failed.
+    fn outcome(
         &self,
         ended: Result<(Id, Result<(), BoxError>), JoinError>,
-        early: bool,
-    ) -> Option<TaskFailed> {
+    ) -> Result<&'static str, TaskFailed> {
         let name = |id: Id| self.names.get(&id).copied().unwrap_or("a task");
         match ended {
-            Ok((id, Err(error))) => Some(TaskFailed::Failed {
+            Ok((id, Ok(()))) => Ok(name(id)),
+            Ok((id, Err(error))) => Err(TaskFailed::Failed {
                 task: name(id),
                 error,
             }),
-            Ok((id, Ok(()))) => early.then(|| TaskFailed::Ended { task: name(id) }),
             Err(error) => {
                 let task = name(error.id());
                 let message = match error.try_into_panic() {
@@ -229,7 +230,7 @@ impl Supervisor {
                         .unwrap_or_default(),
                     Err(_) => "cancelled".to_owned(),
                 };
-                Some(TaskFailed::Panicked { task, message })
+                Err(TaskFailed::Panicked { task, message })
             }
         }
     }

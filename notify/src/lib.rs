@@ -22,6 +22,12 @@
 //! missing events; an SSE stream that falls behind is ended and resumes with
 //! `Last-Event-ID`.
 //!
+//! # Origins
+//! One rule ([`AllowedOrigins`], `CORS_ORIGINS`) for every transport: a request whose
+//! `Origin` is neither allowed nor the request's own host is refused with 403 before the
+//! Socket.IO layer (WebSocket upgrades included), SSE or REST see it. Requests without
+//! `Origin` (native apps) pass.
+//!
 //! # Transports and scaling
 //! WebSocket is the transport for scale: each connection lives on one pod, and any
 //! pod serves any client. HTTP long-polling works, but its requests must all reach
