@@ -11,7 +11,8 @@
 //! - [`queue`], [`state`]: the boundaries the backends implement (RabbitMQ and Redis
 //!   in production, in-process in standalone mode).
 //! - [`telemetry`], [`shutdown`], [`service`]: logging, signal handling and the
-//!   settings every binary shares.
+//!   settings every binary shares; [`supervise`]: the tasks a binary starts, and how
+//!   it fails (one line, a non-zero exit) when one of them ends.
 
 pub mod aggregate;
 pub mod cap;
@@ -23,6 +24,7 @@ pub mod secret;
 pub mod service;
 pub mod shutdown;
 pub mod state;
+pub mod supervise;
 pub mod telemetry;
 
 pub use aggregate::{Aggregator, Change, Ingested, apply_alert, close, close_if_due};

@@ -18,6 +18,7 @@ mod sources;
 use std::{future::Future, sync::Arc};
 
 use alert_amqp::{Publisher, PublisherConfig};
+use alert_core::supervise::Supervisor;
 use tokio::net::TcpListener;
 
 pub use config::{Config, IngestArgs};
@@ -25,6 +26,7 @@ pub use http::{Ingest, IngestError, ingest_router, router};
 
 /// Runs the listener on `listener` until `shutdown` completes, then drains in-flight
 /// requests (so their publishes finish and are answered) and closes the broker link.
+/// The HTTP server is supervised: should it end first, this returns an error naming it.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -41,18 +43,27 @@ pub async fn run(
         Ok(ingest) => ingest,
         Err(error) => {
             publisher.close().await;
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, error));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("API_KEYS: {error}"),
+            ));
         }
     };
     let ingest = Arc::new(ingest);
     tracing::info!(addr = %listener.local_addr()?, queue = %config.amqp.queue, "listener serving");
-    let served = alert_core::shutdown::serve(
-        listener,
-        router(ingest),
-        shutdown,
-        config.service.shutdown_timeout(),
-    )
-    .await;
+    let mut tasks = Supervisor::new();
+    let router = tasks.serving().gate(router(ingest));
+    let stopping = tasks.stopping();
+    tasks.spawn(
+        "ingest HTTP server",
+        alert_core::shutdown::serve(
+            listener,
+            router,
+            stopping,
+            config.service.shutdown_timeout(),
+        ),
+    );
+    let served = tasks.run(shutdown).await;
     publisher.close().await;
-    served
+    Ok(served?)
 }

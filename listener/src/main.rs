@@ -1,10 +1,15 @@
-use clap::Parser;
+use alert_core::supervise;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = alert_listener::Config::parse();
+async fn main() -> std::process::ExitCode {
+    let config: alert_listener::Config = supervise::parse();
     alert_core::telemetry::init(config.service.log_format);
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    alert_listener::run(config, listener, alert_core::shutdown::signal()).await?;
-    Ok(())
+    supervise::exit(
+        async {
+            let listener = supervise::bind("LISTEN_ADDR", config.listen).await?;
+            alert_listener::run(config, listener, alert_core::shutdown::signal()).await?;
+            anyhow::Ok(())
+        }
+        .await,
+    )
 }

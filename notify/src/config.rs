@@ -3,6 +3,8 @@ use std::{net::SocketAddr, time::Duration};
 use alert_core::ServiceArgs;
 use alert_redis::RedisArgs;
 
+use crate::AllowedOrigins;
+
 /// Notify settings: every flag has an environment variable, for Helm.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -34,9 +36,16 @@ impl Config {
 /// What notify offers clients, and its limits: shared by the standalone mode.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
-    /// Origins allowed by CORS, comma separated; empty: same origin only.
-    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
+    /// Web origins allowed to connect (Socket.IO, SSE, REST), comma separated, like
+    /// `https://alerts.example.org`; `*` for any (without cookies); empty: same origin
+    /// only. Requests without `Origin` (apps, servers) are always allowed.
+    #[arg(
+        long,
+        env = "CORS_ORIGINS",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub cors_origins: AllowedOrigins,
     /// Most locations one client may subscribe to.
     #[arg(long, env = "MAX_LOCATIONS_PER_CLIENT", default_value_t = 100)]
     pub max_locations_per_client: usize,

@@ -24,6 +24,12 @@
 //! resume with `since`); an SSE stream that falls behind is ended and resumes with
 //! `Last-Event-ID`.
 //!
+//! # Origins
+//! One rule ([`AllowedOrigins`], `CORS_ORIGINS`) for every transport: a request whose
+//! `Origin` is neither allowed nor the request's own host is refused with 403 before the
+//! Socket.IO layer (WebSocket upgrades included), SSE or REST see it. Requests without
+//! `Origin` (native apps) pass.
+//!
 //! # Transports and scaling
 //! WebSocket is the transport for scale: each connection lives on one pod, and any
 //! pod serves any client. HTTP long-polling works, but its requests must all reach
@@ -41,19 +47,23 @@ mod feed;
 mod http;
 mod hub;
 mod metrics;
+mod origin;
 mod page;
 mod socket;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use alert_core::{EventLog, LiveFeed, StateError};
+use alert_core::{
+    EventLog, LiveFeed, StateError,
+    supervise::{Serving, Supervisor, TaskFailed},
+};
 use alert_redis::{LiveSubscriber, Store, StoreSettings};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderValue, header};
 use socketioxide::SocketIo;
 use tokio::{net::TcpListener, sync::watch};
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use config::{ClientArgs, Config};
+pub use origin::{AllowedOrigins, InvalidOrigins};
 
 /// Why notify could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +75,9 @@ pub enum RunError {
     /// The state could not be read at start.
     #[error("state: {0}")]
     State(StateError),
-    /// A bad `CORS_ORIGINS` entry: fix the configuration.
-    #[error("invalid CORS origin {0:?}")]
-    Cors(String),
+    /// The live feed or the HTTP server ended: the pod restarts.
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -101,13 +111,16 @@ pub async fn run(
         listener,
         shutdown,
         config.service.shutdown_timeout(),
+        Serving::default(),
     )
     .await
 }
 
 /// Serves clients from `backend` on `listener` until `shutdown` completes, then
 /// closes client connections and drains within `drain`. `extra` routes are served
-/// beside notify's own (standalone adds `POST /api/alerts`).
+/// beside notify's own (standalone adds `POST /api/alerts`). The live feed and the
+/// HTTP server are supervised: if either ends first, this returns an error naming it,
+/// and `serving` (shared with the rest of the process, for `/readyz`) turns false.
 pub async fn serve(
     backend: Backend,
     settings: &ClientArgs,
@@ -115,8 +128,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
+    serving: Serving,
 ) -> Result<(), RunError> {
-    let cors = cors(&settings.cors_origins)?;
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(settings.client_buffer)
         .max_payload(settings.max_payload_bytes)
@@ -138,31 +151,57 @@ pub async fn serve(
     feed::start_position(&hub).await.map_err(RunError::State)?;
     socket::register(hub.clone());
 
+    let mut tasks = Supervisor::within(serving);
     let (closing_tx, closing) = watch::channel(false);
-    let feed = tokio::spawn(feed::run(
-        hub.clone(),
-        backend.live,
-        settings.gap_check(),
-        closing.clone(),
-    ));
-    let mut router = http::router(hub.clone(), closing)
-        .merge(extra)
-        .layer(layer)
-        .layer(axum::middleware::map_request(own_request_head));
-    if let Some(cors) = cors {
-        router = router.layer(cors);
-    }
-    tracing::info!(addr = %listener.local_addr()?, "notify serving");
-    let shutdown = async move {
-        shutdown.await;
+    tasks.spawn(
+        "live feed",
+        feed::run(
+            hub.clone(),
+            backend.live,
+            settings.gap_check(),
+            closing.clone(),
+        ),
+    );
+    let router = router(
+        http::router(hub.clone(), closing).merge(extra),
+        layer,
+        &settings.cors_origins,
+    );
+    let router = tasks.serving().gate(router);
+    tracing::info!(addr = %listener.local_addr()?, origins = %settings.cors_origins, "notify serving");
+    let stopping = tasks.stopping();
+    let close_clients = async move {
+        stopping.await;
         tracing::info!("closing client connections");
         let _ = closing_tx.send(true);
         tokio::spawn(async move { io.close().await });
     };
-    let served = alert_core::shutdown::serve(listener, router, shutdown, drain).await;
-    let _ = feed.await;
-    served?;
+    tasks.spawn(
+        "clients HTTP server",
+        alert_core::shutdown::serve(listener, router, close_clients, drain),
+    );
+    tasks.run(shutdown).await?;
     Ok(())
+}
+
+/// The routes behind the Socket.IO layer and the origin rule. The origin check is the
+/// outermost layer: it must see `Origin` before [`own_request_head`] drops it, and
+/// refuse a WebSocket upgrade before the Socket.IO layer accepts it.
+fn router(
+    routes: axum::Router,
+    socket_io: socketioxide::layer::SocketIoLayer,
+    allowed: &AllowedOrigins,
+) -> axum::Router {
+    let mut router = routes
+        .layer(socket_io)
+        .layer(axum::middleware::map_request(own_request_head));
+    if let Some(cors) = allowed.cors() {
+        router = router.layer(cors);
+    }
+    router.layer(axum::middleware::from_fn_with_state(
+        Arc::new(allowed.clone()),
+        origin::check,
+    ))
 }
 
 /// The request headers the Socket.IO stack reads (engineioxide: the WebSocket key, and
@@ -181,8 +220,8 @@ const SOCKET_IO_HEADERS: [header::HeaderName; 4] = [
 /// socketioxide keeps each socket's request head for the socket's life: without the
 /// copy every idle connection pins that whole buffer (measured with heaptrack: 16 of
 /// ~30 KiB per connection). The other headers (cookies, user agent, ...) are dropped so
-/// that what a client sends does not decide what its connection holds; CORS, the
-/// outer layer, has seen them already. Socket handlers must not read request headers.
+/// that what a client sends does not decide what its connection holds; the origin
+/// check and CORS, the outer layers, have seen them already. Socket handlers must not read request headers.
 async fn own_request_head(mut request: axum::extract::Request) -> axum::extract::Request {
     if request.uri().path().starts_with("/socket.io") {
         if let Ok(uri) = request.uri().to_string().parse::<axum::http::Uri>() {
@@ -203,28 +242,6 @@ async fn own_request_head(mut request: axum::extract::Request) -> axum::extract:
         *request.headers_mut() = headers;
     }
     request
-}
-
-fn cors(origins: &[String]) -> Result<Option<CorsLayer>, RunError> {
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .map(|o| o.trim())
-        .filter(|o| !o.is_empty())
-        .map(|o| HeaderValue::from_str(o).map_err(|_| RunError::Cors(o.to_owned())))
-        .collect::<Result<_, _>>()?;
-    if origins.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST])
-            .allow_headers([
-                header::CONTENT_TYPE,
-                header::HeaderName::from_static("last-event-id"),
-            ])
-            .allow_credentials(true),
-    ))
 }
 
 #[cfg(test)]

@@ -24,7 +24,10 @@ use std::{
 };
 
 use alert_amqp::{ConsumerConfig, Disposition, Incoming};
-use alert_core::{QueueMessage, decode_entry};
+use alert_core::{
+    QueueMessage, decode_entry,
+    supervise::{Supervisor, TaskFailed},
+};
 use alert_redis::{Applied, Store, is_transient};
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use tokio::{net::TcpListener, sync::watch};
@@ -43,7 +46,9 @@ struct Health {
 }
 
 /// Runs the processor until `shutdown` completes: stops consuming, finishes and acks the
-/// messages in hand, stops the closer, then the health server.
+/// messages in hand, stops the closer, then the health server. The health server, the
+/// consumer and the closer are supervised: if one ends first, this returns an error
+/// naming it.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -54,39 +59,61 @@ pub async fn run(
         redis_ok: AtomicBool::new(false),
         metrics: Metrics::new(),
     });
-    let (stop_tx, stop) = watch::channel(false);
-    let (server_stop_tx, server_stop) = watch::channel(false);
-    let server = tokio::spawn(alert_core::shutdown::serve(
-        listener,
-        router(health.clone()),
-        wait_for(server_stop),
-        Duration::from_secs(5),
-    ));
-    let work = tokio::spawn(work(config.clone(), health, stop));
-    shutdown.await;
-    info!("stopping: finishing in-flight messages");
-    stop_tx.send_replace(true);
-    if let Err(error) = work.await {
-        warn!(%error, "processor task failed");
-    }
-    server_stop_tx.send_replace(true);
-    server.await.map_err(std::io::Error::other)?
+    let mut tasks = Supervisor::new();
+    // The health server stops last, once the messages in hand are settled.
+    let (worked_tx, worked) = tokio::sync::oneshot::channel::<()>();
+    tasks.spawn(
+        "health HTTP server",
+        alert_core::shutdown::serve(
+            listener,
+            tasks.serving().gate(router(health.clone())),
+            async move {
+                let _ = worked.await;
+            },
+            Duration::from_secs(5),
+        ),
+    );
+    let stop = tasks.stop_signal();
+    tasks.spawn("aggregation", async move {
+        let result = work(config, health, stop).await;
+        drop(worked_tx);
+        result
+    });
+    tasks
+        .run(async move {
+            shutdown.await;
+            info!("stopping: finishing in-flight messages");
+        })
+        .await?;
+    Ok(())
 }
 
 async fn wait_for(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-async fn work(config: Config, health: Arc<Health>, stop: watch::Receiver<bool>) {
+/// Connects to Redis (retrying), then consumes and closes windows until `stop`.
+async fn work(
+    config: Config,
+    health: Arc<Health>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), TaskFailed> {
     let Some(store) = connect_store(&config, &health, stop.clone()).await else {
-        return;
+        return Ok(());
     };
-    let closer = tokio::spawn(close_loop(
-        store.clone(),
-        health.clone(),
-        stop.clone(),
-        Duration::from_millis(config.close_poll_ms),
-    ));
+    let mut tasks = Supervisor::new();
+    // The tasks stop on this supervisor's signal, which follows `stop`: ending on
+    // `stop` itself could look like an unexpected end.
+    let inner_stop = tasks.stop_signal();
+    tasks.spawn(
+        "closer",
+        close_loop(
+            store.clone(),
+            health.clone(),
+            inner_stop.clone(),
+            Duration::from_millis(config.close_poll_ms),
+        ),
+    );
     let consumer = ConsumerConfig {
         url: config.amqp.amqp_url.expose().to_owned(),
         topology: config.amqp.topology(),
@@ -100,13 +127,17 @@ async fn work(config: Config, health: Arc<Health>, stop: watch::Receiver<bool>) 
         health: health.clone(),
         retry_delay: Duration::from_millis(config.retry_delay_ms),
         chunk: config.apply_batch.max(1),
-        stop: stop.clone(),
+        stop: inner_stop.clone(),
     };
-    alert_amqp::consume(consumer, health.consumer_connected.clone(), stop, |batch| {
-        handler.handle(batch)
-    })
-    .await;
-    let _ = closer.await;
+    let consumer_stop = inner_stop;
+    tasks.spawn("AMQP consumer", async move {
+        let connected = handler.health.consumer_connected.clone();
+        alert_amqp::consume(consumer, connected, consumer_stop, |batch| {
+            handler.handle(batch)
+        })
+        .await;
+    });
+    tasks.run(wait_for(stop)).await
 }
 
 /// Connects to Redis, retrying until it answers or the processor stops.

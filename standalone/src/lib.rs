@@ -20,7 +20,7 @@ mod state;
 
 use std::{future::Future, sync::Arc};
 
-use alert_core::Aggregator;
+use alert_core::{Aggregator, supervise::Supervisor};
 use alert_notify::Backend;
 use chrono::TimeDelta;
 use tokio::{
@@ -33,7 +33,9 @@ pub use queue::MemoryQueue;
 pub use state::{State, StateSettings};
 
 /// Runs until `shutdown` completes: ingest and clients stop and drain, the processor
-/// applies what was accepted, and with a data directory saves a last snapshot.
+/// applies what was accepted, and with a data directory saves a last snapshot. The
+/// ingest and clients servers, the live feed, the processor (close timer, snapshots)
+/// and the journal are supervised: if one ends first, this returns an error naming it.
 pub async fn run(
     config: Config,
     ingest_listener: TcpListener,
@@ -47,10 +49,12 @@ pub async fn run(
         history_len: config.history_len,
     };
     let capacity = config.queue_capacity;
+    let mut tasks = Supervisor::new();
     let (to_processor, batches) = mpsc::unbounded_channel();
     let (aggregator, queue, persist) = match &config.data_dir {
         Some(dir) => {
-            let recovered = journal::open(dir)?;
+            let recovered = journal::open(dir)
+                .map_err(|error| anyhow::anyhow!("DATA_DIR {}: {error}", dir.display()))?;
             let mut aggregator = recovered
                 .aggregator
                 .unwrap_or_else(|| Aggregator::new(dedupe_ttl));
@@ -59,7 +63,14 @@ pub async fn run(
                 to_processor.send(recovered.pending)?;
             }
             let (commands, journal_rx) = mpsc::channel(1024);
-            recovered.journal.spawn(journal_rx, to_processor)?;
+            let journal = recovered.journal.spawn(journal_rx, to_processor)?;
+            // Its thread ends once every sender is gone: after everything else.
+            tasks.spawn("journal", async move {
+                match tokio::task::spawn_blocking(move || journal.join()).await {
+                    Ok(Ok(())) => Ok(()),
+                    _ => Err("the journal thread panicked"),
+                }
+            });
             let queue = MemoryQueue::new(capacity, queue::Route::Journal(commands.clone()));
             let persist = processor::Persist {
                 dir: dir.clone(),
@@ -74,66 +85,51 @@ pub async fn run(
         }
     };
     let state = Arc::new(State::new(aggregator, settings));
-
-    let (stop_processor, processor_stop) = watch::channel(false);
-    let processor = tokio::spawn(processor::run(
-        state.clone(),
-        batches,
-        persist,
-        processor_stop,
-    ));
     let ingest = config
         .ingest
         .ingest(queue)
         .map_err(|error| anyhow::anyhow!("API_KEYS: {error}"))?;
     let ingest = Arc::new(ingest);
 
-    let (closing_tx, closing) = watch::channel(false);
-    let closed = move || {
-        let mut closing = closing.clone();
-        async move {
-            let _ = closing.wait_for(|closing| *closing).await;
-        }
-    };
+    // The processor stops once ingest has drained: everything accepted has reached it.
+    let (stop_processor, processor_stop) = watch::channel(false);
+    tasks.spawn(
+        "processor",
+        processor::run(state.clone(), batches, persist, processor_stop),
+    );
     announce(&config, &ingest_listener, &clients_listener)?;
-    let ingest_server = tokio::spawn(alert_core::shutdown::serve(
+    let drain = config.service.shutdown_timeout();
+    let ingest_server = alert_core::shutdown::serve(
         ingest_listener,
-        alert_listener::router(ingest.clone()),
-        closed(),
-        config.service.shutdown_timeout(),
-    ));
+        tasks.serving().gate(alert_listener::router(ingest.clone())),
+        tasks.stopping(),
+        drain,
+    );
+    tasks.spawn("ingest HTTP server", async move {
+        let served = ingest_server.await;
+        stop_processor.send_replace(true);
+        served
+    });
     // The live page's form posts same-origin.
     let page_ingest = alert_listener::ingest_router(ingest);
     let backend = Backend {
         log: state.clone(),
         live: Box::new(state.subscribe()),
     };
-    let clients = tokio::spawn({
-        let settings = config.clients.clone();
-        let closed = closed();
-        let drain = config.service.shutdown_timeout();
-        async move {
-            let serve = alert_notify::serve(
-                backend,
-                &settings,
-                page_ingest,
-                clients_listener,
-                closed,
-                drain,
-            );
-            serve.await
-        }
+    let (settings, stopping, serving) = (config.clients.clone(), tasks.stopping(), tasks.serving());
+    tasks.spawn("clients", async move {
+        let clients = alert_notify::serve(
+            backend,
+            &settings,
+            page_ingest,
+            clients_listener,
+            stopping,
+            drain,
+            serving,
+        );
+        clients.await
     });
-
-    shutdown.await;
-    let _ = closing_tx.send(true);
-    // Everything accepted has reached the processor once ingest has drained.
-    let ingested = ingest_server.await?;
-    stop_processor.send_replace(true);
-    processor.await?;
-    let served = clients.await?;
-    ingested?;
-    served?;
+    tasks.run(shutdown).await?;
     Ok(())
 }
 

@@ -1,10 +1,15 @@
-use clap::Parser;
+use alert_core::supervise;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = alert_standalone::Config::parse();
+async fn main() -> std::process::ExitCode {
+    let config: alert_standalone::Config = supervise::parse();
     alert_core::telemetry::init(config.service.log_format);
-    let ingest = tokio::net::TcpListener::bind(config.ingest_listen).await?;
-    let clients = tokio::net::TcpListener::bind(config.clients_listen).await?;
-    alert_standalone::run(config, ingest, clients, alert_core::shutdown::signal()).await
+    supervise::exit(
+        async {
+            let ingest = supervise::bind("INGEST_LISTEN_ADDR", config.ingest_listen).await?;
+            let clients = supervise::bind("CLIENTS_LISTEN_ADDR", config.clients_listen).await?;
+            alert_standalone::run(config, ingest, clients, alert_core::shutdown::signal()).await
+        }
+        .await,
+    )
 }

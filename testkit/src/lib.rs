@@ -7,6 +7,8 @@
 //! - [`eventually`]: poll until a condition holds, with a deadline (never a bare sleep).
 //! - [`SioClient`]: a minimal Socket.IO client speaking the real protocol.
 //! - [`contract`]: the end-to-end contract cases every deployment mode must pass.
+//! - [`exits`] and the `exits_on_*` checks: run a binary and check
+//!   how it fails.
 //! - [`pages`]: web pages in headless chromium, served from an origin of their own.
 
 use std::{
@@ -116,4 +118,99 @@ impl Proxy {
     pub fn up(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
+}
+
+/// How a child process ended: its exit code and what it wrote.
+#[derive(Debug)]
+pub struct Exited {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` (a binary of the workspace, from `env!("CARGO_BIN_EXE_...")`) and
+/// waits for it to exit on its own, polling until `WAIT`; a process still running
+/// then is killed and the test fails.
+pub async fn exits(mut command: std::process::Command) -> Exited {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the binary");
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {WAIT:?}; it wrote:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let output = child.wait_with_output().expect("output");
+    Exited {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `program` with `env` (and nothing else from the test's environment but `PATH`).
+fn command(program: &str, env: &[(&str, &str)]) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command
+        .env_clear()
+        .envs(std::env::vars().filter(|(key, _)| key == "PATH"));
+    command.envs(env.iter().copied());
+    command
+}
+
+/// Starts `program` (with `env`) with the address setting `setting` on a port this
+/// test holds, and checks that it exits non-zero with one JSON log line naming the
+/// address and the setting.
+pub async fn exits_on_port_in_use(program: &str, setting: &str, env: &[(&str, &str)]) {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address").to_string();
+    let mut command = command(program, env);
+    command.env(setting, &addr).env("LOG_FORMAT", "json");
+    let exited = exits(command).await;
+    assert!(matches!(exited.code, Some(code) if code != 0), "{exited:?}");
+    let lines: Vec<&str> = exited.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {exited:?}");
+    let line: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON log line");
+    assert_eq!(line["level"], "ERROR", "{line}");
+    let message = line["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&addr) && message.contains(setting),
+        "names {addr} and {setting}: {message}"
+    );
+    drop(taken);
+}
+
+/// Checks that `program` refuses a bad `CORS_ORIGINS` with one line on stderr naming
+/// the setting, and exit code 2, before doing anything else.
+pub async fn exits_on_bad_cors(program: &str) {
+    for bad in ["https://a.example/path", "*,https://a.example", "a.example"] {
+        exits_on_bad_setting(program, &[("CORS_ORIGINS", bad)], 2, "CORS_ORIGINS").await;
+    }
+}
+
+/// Checks that `program` with `env` exits with `code` and one line, on stderr for a
+/// setting clap refuses (2), else in the log, that contains `names`.
+pub async fn exits_on_bad_setting(program: &str, env: &[(&str, &str)], code: i32, names: &str) {
+    let mut command = command(program, env);
+    command.env("NO_COLOR", "1");
+    let exited = exits(command).await;
+    assert_eq!(exited.code, Some(code), "{env:?}: {exited:?}");
+    let said = match code {
+        2 => &exited.stderr,
+        _ => &exited.stdout,
+    };
+    assert_eq!(said.lines().count(), 1, "one line: {exited:?}");
+    assert!(said.contains(names), "names {names}: {exited:?}");
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod broker_outage;
+mod exit;
 mod fuzz;
 mod ingest;
 mod invalid_input;

@@ -103,7 +103,7 @@ async fn the_original_page_from_another_origin_shows_real_times() {
     let page = PageServer::start().await;
     let ingest = Ingest::start("original-page").await;
     let mut notify = config(&ingest.prefix, crate::helpers::REDIS_URL);
-    notify.clients.cors_origins = vec![page.origin.clone()];
+    notify.clients.cors_origins = page.origin.parse().unwrap();
     let notify = TestApp::spawn(notify).await;
 
     original_page(&page, notify.addr, ingest.addr).await;

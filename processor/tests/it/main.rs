@@ -4,6 +4,7 @@
 mod helpers;
 
 mod concurrency;
+mod exit;
 mod failures;
 mod lifecycle;
 mod rules;

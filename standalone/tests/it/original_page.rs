@@ -12,7 +12,7 @@ use crate::helpers::{Standalone, config};
 async fn the_original_page_from_another_origin_shows_real_times() {
     let page = PageServer::start().await;
     let mut config = config(None);
-    config.clients.cors_origins = vec![page.origin.clone()];
+    config.clients.cors_origins = page.origin.parse().unwrap();
     let system = Standalone::with(config).await;
 
     original_page(&page, system.clients, system.ingest).await;

@@ -12,10 +12,10 @@ use alert_testkit::{WAIT, eventually};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-struct Process {
+pub(crate) struct Process {
     child: Child,
-    ingest: SocketAddr,
-    clients: SocketAddr,
+    pub(crate) ingest: SocketAddr,
+    pub(crate) clients: SocketAddr,
 }
 
 /// The address in a line of the start-up banner, e.g. `  live page:   http://a:1/`.
@@ -32,12 +32,19 @@ impl Process {
     /// Starts the binary on ports of its own choosing (no bind-then-release race) and
     /// reads them from its banner.
     async fn start(data_dir: &std::path::Path, snapshot_interval_ms: u64) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_alert-standalone"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_alert-standalone"));
+        command
             .arg("--data-dir")
             .arg(data_dir)
+            .env("SNAPSHOT_INTERVAL_MS", snapshot_interval_ms.to_string());
+        Process::spawn(command).await
+    }
+
+    /// Starts `command` (the binary, with settings of the test's) like [`Process::start`].
+    pub(crate) async fn spawn(mut command: Command) -> Process {
+        let mut child = command
             .env("INGEST_LISTEN_ADDR", "127.0.0.1:0")
             .env("CLIENTS_LISTEN_ADDR", "127.0.0.1:0")
-            .env("SNAPSHOT_INTERVAL_MS", snapshot_interval_ms.to_string())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

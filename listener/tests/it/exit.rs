@@ -1,0 +1,21 @@
+//! The binary fails loudly: one line naming what is wrong, a non-zero exit.
+
+#[tokio::test]
+async fn a_port_in_use_is_one_line_naming_the_address_and_a_non_zero_exit() {
+    alert_testkit::exits_on_port_in_use(env!("CARGO_BIN_EXE_alert-listener"), "LISTEN_ADDR", &[])
+        .await;
+}
+
+#[tokio::test]
+async fn a_bad_setting_is_one_line_naming_it() {
+    let bin = env!("CARGO_BIN_EXE_alert-listener");
+    let listen = ("LISTEN_ADDR", "127.0.0.1:0");
+    alert_testkit::exits_on_bad_setting(
+        bin,
+        &[listen, ("API_KEYS", "sirens=short")],
+        1,
+        "API_KEYS",
+    )
+    .await;
+    alert_testkit::exits_on_bad_setting(bin, &[("MAX_BATCH", "many")], 2, "--max-batch").await;
+}
