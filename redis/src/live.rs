@@ -2,14 +2,11 @@
 //! resubscribes by itself after a reconnection and says so, so the reader can fill
 //! what it missed from the event log.
 
-use std::time::Duration;
-
 use alert_core::{LiveFeed, LiveSignal};
 use fred::{
     clients::SubscriberClient,
     error::Error,
     interfaces::{ClientLike, EventInterface, PubsubInterface},
-    prelude::{Builder, Config, ReconnectPolicy},
     types::Message,
 };
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
@@ -30,15 +27,10 @@ pub struct LiveSubscriber {
 impl LiveSubscriber {
     /// Connects and subscribes to the live channel of `keys`.
     pub async fn connect(url: &str, keys: &Keys) -> Result<LiveSubscriber, Error> {
-        let client = Builder::from_config(Config::from_url(url)?)
-            .with_connection_config(|connection| {
-                connection.connection_timeout = Duration::from_secs(5);
-                connection.internal_command_timeout = Duration::from_secs(5);
-            })
+        let client = crate::connection::builder(url)?
             .with_performance_config(|performance| {
                 performance.broadcast_channel_capacity = BUFFER;
             })
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
             .build_subscriber_client()?;
         client.init().await?;
         let resubscriber = client.manage_subscriptions();
