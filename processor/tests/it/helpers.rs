@@ -96,7 +96,6 @@ pub(crate) fn config(queue: &str, prefix: &str, redis_url: &str) -> Config {
     config.redis.redis_prefix = prefix.into();
     config.redis.redis_url = Secret::new(redis_url);
     config.close_poll_ms = 50;
-    config.retry_delay_ms = 100;
     config.service.shutdown_timeout_seconds = 5;
     config
 }
