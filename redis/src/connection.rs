@@ -113,7 +113,11 @@ impl Link {
         let (tx, state) = watch::channel(client.is_connected());
         let task = tokio::spawn(async move {
             loop {
+                // Errors first: the two channels are not ordered with each other, and a
+                // wrong "up" is corrected by the next failed attempt (every 200 ms at
+                // most), a wrong "down" only by the next outage.
                 let up = tokio::select! {
+                    biased;
                     error = errors.recv() => match error {
                         Ok(_) | Err(RecvError::Lagged(_)) => false,
                         Err(RecvError::Closed) => return,

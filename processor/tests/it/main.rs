@@ -6,4 +6,5 @@ mod helpers;
 mod concurrency;
 mod failures;
 mod lifecycle;
+mod restart;
 mod rules;
