@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 
 use fred::{
     error::Error,
-    interfaces::{ClientLike, EventInterface},
+    interfaces::EventInterface,
     prelude::{Builder, Config, ReconnectPolicy},
     types::config::UnresponsiveConfig,
 };
@@ -107,7 +107,7 @@ impl Drop for AbortOnDrop {
 
 impl Link {
     /// Follows `client`, which has just connected.
-    pub(crate) fn follow(client: &(impl ClientLike + EventInterface)) -> Link {
+    pub(crate) fn follow(client: &impl EventInterface) -> Link {
         let mut errors = client.error_rx();
         let mut reconnects = client.reconnect_rx();
         let (tx, state) = watch::channel(client.is_connected());
