@@ -317,7 +317,8 @@ def main():
         after = [e for e in events if e["ms"] >= restarted_at]
         first_after = min(e["ms"] for e in after) if after else None
         closes = [e for e in events if e["type"] == "close"]
-        overdue = [e for e in closes if e["end"] < answered_at]
+        # Windows that ended while Redis was away: their closes were due before it answered.
+        overdue = [e for e in closes if killed_at <= e["end"] < answered_at]
         overdue_late = [e["created"] - e["end"] for e in overdue]
         late_closes = [e["created"] - e["end"] for e in closes]
         opened = {e["location"] for e in events if e["type"] == "open"}
