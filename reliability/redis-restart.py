@@ -349,7 +349,8 @@ def main():
                         entry = json.loads(line)
                     except ValueError:
                         continue
-                    message = json.dumps(entry.get("fields", {})).lower()
+                    entry.pop("timestamp", None)  # LOG_FORMAT=json: flat fields
+                    message = json.dumps(entry).lower()
                     if "redis" not in message:
                         continue
                     if entry.get("level") == "WARN":
