@@ -21,6 +21,9 @@ pub struct LiveSubscriber {
     messages: broadcast::Receiver<Message>,
     reconnects: broadcast::Receiver<fred::types::config::Server>,
     errors: broadcast::Receiver<(Error, Option<fred::types::config::Server>)>,
+    /// Lost and not reconnected yet: the failed attempts that follow are not warned
+    /// about again (one every 200 ms at most while Redis is away).
+    lost: bool,
     _resubscriber: tokio::task::JoinHandle<()>,
 }
 
@@ -39,6 +42,7 @@ impl LiveSubscriber {
             messages: client.message_rx(),
             reconnects: client.reconnect_rx(),
             errors: client.error_rx(),
+            lost: false,
             client,
             _resubscriber: resubscriber,
         })
@@ -73,12 +77,21 @@ impl LiveFeed for LiveSubscriber {
                     Err(RecvError::Closed) => return LiveSignal::Closed,
                 },
                 reconnect = self.reconnects.recv() => return match reconnect {
-                    Ok(_) | Err(RecvError::Lagged(_)) => LiveSignal::Reconnected,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        if std::mem::take(&mut self.lost) {
+                            tracing::info!("live feed reconnected");
+                        }
+                        LiveSignal::Reconnected
+                    }
                     Err(RecvError::Closed) => LiveSignal::Closed,
                 },
                 error = self.errors.recv() => return match error {
                     Ok((error, _)) => {
-                        tracing::warn!(%error, "live feed connection lost; reconnecting");
+                        if std::mem::replace(&mut self.lost, true) {
+                            tracing::debug!(%error, "live feed still reconnecting");
+                        } else {
+                            tracing::warn!(%error, "live feed connection lost; reconnecting");
+                        }
                         LiveSignal::Lost
                     }
                     Err(RecvError::Lagged(_)) => LiveSignal::Lost,
