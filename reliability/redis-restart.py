@@ -349,20 +349,24 @@ def main():
                         entry = json.loads(line)
                     except ValueError:
                         continue
-                    entry.pop("timestamp", None)  # LOG_FORMAT=json: flat fields
-                    message = json.dumps(entry).lower()
-                    if "redis" not in message:
+                    stamp = entry.pop("timestamp", "")  # LOG_FORMAT=json: flat fields
+                    try:
+                        at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000
+                    except ValueError:
                         continue
-                    if entry.get("level") == "WARN":
-                        warns += 1
-                    elif entry.get("level") == "INFO" and "again" in message:
+                    if at < killed_at:
+                        continue
+                    message = json.dumps(entry).lower()
+                    if entry.get("level") in ("WARN", "ERROR"):
+                        warns += 1  # any warning at all, fred's included
+                    elif entry.get("level") == "INFO" and "redis" in message and "again" in message:
                         infos += 1
             processors.append({
                 "readyz_probes_during_outage": len(during),
                 "readyz_503_during_outage": sum(1 for s in during if s != 200),
                 "first_503_after_kill_ms": None if first_503 is None else round(first_503 - killed_at),
                 "ready_again_after_answer_ms": None if back_200 is None else round(back_200 - answered_at),
-                "redis_warnings_logged": warns,
+                "warnings_logged_after_kill": warns,
                 "redis_back_lines_logged": infos,
             })
         fanout = {}
