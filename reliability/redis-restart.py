@@ -170,7 +170,7 @@ def main():
         wait_redis()
         redis_url = f"redis://127.0.0.1:{redis_port}"
         common = {"AMQP_QUEUE": queue, "REDIS_URL": redis_url, "REDIS_PREFIX": prefix,
-                  "LOG_FORMAT": "json", "RUST_LOG": "info"}
+                  "LOG_FORMAT": "json"}  # RUST_LOG: the services' default unless set
         listener_port = free_port()
         start("listener", [os.path.join(args.bin, "alert-listener")],
               {**common, "LISTEN_ADDR": f"127.0.0.1:{listener_port}"})
@@ -181,7 +181,7 @@ def main():
         notify_ports = [free_port(), free_port()]
         for i, port in enumerate(notify_ports):
             start(f"notify{i + 1}", [os.path.join(args.bin, "alert-notify")],
-                  {**common, "LISTEN_ADDR": f"127.0.0.1:{port}", "RUST_LOG": "warn"})
+                  {**common, "LISTEN_ADDR": f"127.0.0.1:{port}"})
         for port in [listener_port, *processor_ports, *notify_ports]:
             wait_http(port)
 
