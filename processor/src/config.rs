@@ -37,10 +37,6 @@ pub struct Config {
     /// Longest pause of the closer between runs (bounds the close lag).
     #[arg(long, env = "CLOSE_POLL_MS", default_value_t = 100)]
     pub close_poll_ms: u64,
-    /// While Redis is away, messages are held and retried in place (an outage must not
-    /// burn their delivery limit): the first pause, doubling up to 5 s.
-    #[arg(long, env = "RETRY_DELAY_MS", default_value_t = 200)]
-    pub retry_delay_ms: u64,
     #[command(flatten)]
     pub service: ServiceArgs,
 }

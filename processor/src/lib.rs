@@ -6,13 +6,20 @@
 //! message, or a source's batch) and runs the aggregation script once per
 //! `APPLY_BATCH` messages ([`alert_redis::Store::apply_batch`]: dedupe, window update,
 //! close schedule, event log append and live publish, atomically) -> the delivery is
-//! acked only after Redis committed all of its messages. A transient failure requeues (after a pause), a
+//! acked only after Redis committed all of its messages. While Redis is away messages
+//! are held and retried in place (requeued only if the processor stops meanwhile), and a
 //! message that can never succeed is dead-lettered with the reason. Every processor also
 //! runs a closer ([`alert_redis::Store::close_due`]) that pops ended windows from the
 //! close schedule; each window closes exactly once however many processors run.
+//!
+//! Redis outages: readiness follows the connection (it fails the moment the connection
+//! drops) and the last command; `redis_status` logs each outage once. Retries pause as
+//! [`alert_redis::Backoff`] says, cut short when the connection comes back, so held
+//! messages and overdue closes go out as soon as Redis answers.
 
 mod config;
 mod metrics;
+mod redis_status;
 
 use std::{
     future::Future,
@@ -28,20 +35,21 @@ use alert_core::{
     QueueMessage, decode_entry,
     supervise::{Supervisor, TaskFailed},
 };
-use alert_redis::{Applied, Store, is_transient};
+use alert_redis::{Applied, Backoff, Store, is_transient};
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{debug, info, warn};
 
 pub use config::Config;
 use metrics::Metrics;
+use redis_status::RedisStatus;
 
 /// Most windows one closer run closes (the next run follows at once if it was full).
 const CLOSE_BATCH: u32 = 500;
 
 struct Health {
     consumer_connected: Arc<AtomicBool>,
-    redis_ok: AtomicBool,
+    redis: RedisStatus,
     metrics: Metrics,
 }
 
@@ -56,7 +64,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let health = Arc::new(Health {
         consumer_connected: Arc::new(AtomicBool::new(false)),
-        redis_ok: AtomicBool::new(false),
+        redis: RedisStatus::new(),
         metrics: Metrics::new(),
     });
     let mut tasks = Supervisor::new();
@@ -106,6 +114,10 @@ async fn work(
     // `stop` itself could look like an unexpected end.
     let inner_stop = tasks.stop_signal();
     tasks.spawn(
+        "Redis connection watcher",
+        watch_connection(store.clone(), health.clone(), inner_stop.clone()),
+    );
+    tasks.spawn(
         "closer",
         close_loop(
             store.clone(),
@@ -125,7 +137,6 @@ async fn work(
     let handler = Handler {
         store,
         health: health.clone(),
-        retry_delay: Duration::from_millis(config.retry_delay_ms),
         chunk: config.apply_batch.max(1),
         stop: inner_stop.clone(),
     };
@@ -146,7 +157,7 @@ async fn connect_store(
     health: &Health,
     mut stop: watch::Receiver<bool>,
 ) -> Option<Store> {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         let keys = config.redis.keys();
         match Store::connect(
@@ -157,19 +168,58 @@ async fn connect_store(
         .await
         {
             Ok(store) => {
-                health.redis_ok.store(true, Ordering::SeqCst);
+                health.redis.answered();
                 info!(prefix = %config.redis.redis_prefix, "connected to Redis");
                 return Some(store);
             }
             Err(error) => {
-                warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot connect to Redis")
+                health.redis.unavailable(&error);
+                debug!(%error, "cannot connect to Redis");
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = stop.wait_for(|stopped| *stopped) => return None,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Follows the Redis connection, so that readiness fails the moment it drops rather
+/// than when a held command times out. Its return is left to the next command that
+/// succeeds: a connection that is back is not yet a Redis that answers (it may be
+/// loading its data).
+async fn watch_connection(store: Store, health: Arc<Health>, mut stop: watch::Receiver<bool>) {
+    let mut connection = store.connection();
+    loop {
+        tokio::select! {
+            changed = connection.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if !*connection.borrow_and_update() {
+                    health.redis.unavailable(&"connection lost");
+                }
+            }
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+/// The pause before retrying after a transient failure: `delay`, cut short when the
+/// connection comes back (fred sends the commands it held at once then; a retry should
+/// not lag behind them). `false` if the processor is stopping.
+async fn pause(store: &Store, delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    let mut connection = store.connection();
+    let down = !*connection.borrow_and_update();
+    let back = async move {
+        if !down || connection.wait_for(|up| *up).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = back => true,
+        _ = stop.wait_for(|stopped| *stopped) => false,
     }
 }
 
@@ -177,8 +227,6 @@ async fn connect_store(
 struct Handler {
     store: Store,
     health: Arc<Health>,
-    /// First pause before retrying while Redis is away; doubles up to 5 s.
-    retry_delay: Duration,
     /// Most messages per script call.
     chunk: usize,
     stop: watch::Receiver<bool>,
@@ -279,7 +327,7 @@ impl Handler {
     /// Runs the script, retrying in place while Redis is away.
     async fn apply(&self, messages: &[QueueMessage]) -> Result<Vec<Applied>, Failure> {
         let metrics = &self.health.metrics;
-        let mut delay = self.retry_delay;
+        let mut backoff = Backoff::default();
         let mut stop = self.stop.clone();
         loop {
             let started = Instant::now();
@@ -289,18 +337,17 @@ impl Handler {
                 .observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(applied) => {
-                    self.health.redis_ok.store(true, Ordering::SeqCst);
+                    self.health.redis.answered();
                     return Ok(applied);
                 }
                 Err(error) if is_transient(&error) => {
-                    self.health.redis_ok.store(false, Ordering::SeqCst);
+                    // Logged once per outage, by the status, not once per message.
+                    self.health.redis.unavailable(&error);
                     metrics.redis_retries.inc();
-                    warn!(%error, batch = messages.len(), retry_in_ms = delay.as_millis() as u64, "Redis unavailable; holding the messages");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop.wait_for(|stopped| *stopped) => return Err(Failure::Stopping),
+                    debug!(%error, batch = messages.len(), "Redis unavailable; holding the messages");
+                    if !pause(&self.store, backoff.next_delay(), &mut stop).await {
+                        return Err(Failure::Stopping);
                     }
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(error) => return Err(Failure::Rejected(error)),
             }
@@ -356,7 +403,10 @@ fn record(metrics: &Metrics, message: &QueueMessage, applied: &Applied) {
 }
 
 /// Closes ended windows: sleeps until the next end (at most `poll`, since other
-/// processors open windows too), then pops whatever is due.
+/// processors open windows too), then pops whatever is due, `CLOSE_BATCH` at a time
+/// without pausing (after an outage every overdue close goes out at once). When Redis
+/// is away it waits for the connection to come back, with the same backoff as the
+/// handler.
 async fn close_loop(
     store: Store,
     health: Arc<Health>,
@@ -364,10 +414,12 @@ async fn close_loop(
     poll: Duration,
 ) {
     let metrics = &health.metrics;
+    let mut backoff = Backoff::default();
     loop {
         let wait = match store.close_due(None, CLOSE_BATCH).await {
             Ok(closed) => {
-                health.redis_ok.store(true, Ordering::SeqCst);
+                health.redis.answered();
+                backoff.reset();
                 metrics.count_events(0, 0, closed.closes);
                 metrics.observe_close_lags(&closed.lags_ms);
                 if closed.closes > 0 {
@@ -384,9 +436,16 @@ async fn close_loop(
                 }
             }
             Err(error) => {
-                health.redis_ok.store(false, Ordering::SeqCst);
-                warn!(%error, "closer cannot reach Redis");
-                poll * 5
+                if is_transient(&error) {
+                    health.redis.unavailable(&error);
+                    debug!(%error, "closer cannot reach Redis");
+                } else {
+                    warn!(%error, "closer run failed");
+                }
+                if !pause(&store, backoff.next_delay(), &mut stop).await {
+                    return;
+                }
+                continue;
             }
         };
         tokio::select! {
@@ -405,7 +464,7 @@ fn router(health: Arc<Health>) -> Router {
 }
 
 fn is_ready(health: &Health) -> bool {
-    health.consumer_connected.load(Ordering::SeqCst) && health.redis_ok.load(Ordering::SeqCst)
+    health.consumer_connected.load(Ordering::SeqCst) && health.redis.is_up()
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
@@ -424,9 +483,7 @@ async fn metrics_text(State(health): State<Arc<Health>>) -> impl IntoResponse {
     metrics
         .consumer_connected
         .set(i64::from(health.consumer_connected.load(Ordering::SeqCst)));
-    metrics
-        .redis_connected
-        .set(i64::from(health.redis_ok.load(Ordering::SeqCst)));
+    metrics.redis_connected.set(i64::from(health.redis.is_up()));
     (
         [(
             axum::http::header::CONTENT_TYPE,

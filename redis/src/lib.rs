@@ -9,11 +9,15 @@
 //!   event log, the open windows and the history back as contract types.
 //! - [`LiveSubscriber`]: the live channel, as notify's feed.
 //! - [`Keys`]: every key and channel name, all under one configurable prefix.
+//! - `connection`: how every client connects and reconnects ([`reconnect_policy`], and
+//!   [`Backoff`] for the retries the services make themselves), in one place.
 
+mod connection;
 mod live;
 mod record;
 mod store;
 
+pub use connection::{Backoff, reconnect_policy};
 pub use live::LiveSubscriber;
 pub use record::{LogRecord, StoredWindow, parse_live_message};
 pub use store::{Applied, Closed, Keys, RedisArgs, Store, StoreSettings};

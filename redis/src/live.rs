@@ -2,14 +2,11 @@
 //! resubscribes by itself after a reconnection and says so, so the reader can fill
 //! what it missed from the event log.
 
-use std::time::Duration;
-
 use alert_core::{LiveFeed, LiveSignal};
 use fred::{
     clients::SubscriberClient,
     error::Error,
     interfaces::{ClientLike, EventInterface, PubsubInterface},
-    prelude::{Builder, Config, ReconnectPolicy},
     types::Message,
 };
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
@@ -24,21 +21,19 @@ pub struct LiveSubscriber {
     messages: broadcast::Receiver<Message>,
     reconnects: broadcast::Receiver<fred::types::config::Server>,
     errors: broadcast::Receiver<(Error, Option<fred::types::config::Server>)>,
+    /// Lost and not reconnected yet: the failed attempts that follow are not warned
+    /// about again (one every 200 ms at most while Redis is away).
+    lost: bool,
     _resubscriber: tokio::task::JoinHandle<()>,
 }
 
 impl LiveSubscriber {
     /// Connects and subscribes to the live channel of `keys`.
     pub async fn connect(url: &str, keys: &Keys) -> Result<LiveSubscriber, Error> {
-        let client = Builder::from_config(Config::from_url(url)?)
-            .with_connection_config(|connection| {
-                connection.connection_timeout = Duration::from_secs(5);
-                connection.internal_command_timeout = Duration::from_secs(5);
-            })
+        let client = crate::connection::builder(url)?
             .with_performance_config(|performance| {
                 performance.broadcast_channel_capacity = BUFFER;
             })
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
             .build_subscriber_client()?;
         client.init().await?;
         let resubscriber = client.manage_subscriptions();
@@ -47,6 +42,7 @@ impl LiveSubscriber {
             messages: client.message_rx(),
             reconnects: client.reconnect_rx(),
             errors: client.error_rx(),
+            lost: false,
             client,
             _resubscriber: resubscriber,
         })
@@ -81,12 +77,21 @@ impl LiveFeed for LiveSubscriber {
                     Err(RecvError::Closed) => return LiveSignal::Closed,
                 },
                 reconnect = self.reconnects.recv() => return match reconnect {
-                    Ok(_) | Err(RecvError::Lagged(_)) => LiveSignal::Reconnected,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        if std::mem::take(&mut self.lost) {
+                            tracing::info!("live feed reconnected");
+                        }
+                        LiveSignal::Reconnected
+                    }
                     Err(RecvError::Closed) => LiveSignal::Closed,
                 },
                 error = self.errors.recv() => return match error {
                     Ok((error, _)) => {
-                        tracing::warn!(%error, "live feed connection lost; reconnecting");
+                        if std::mem::replace(&mut self.lost, true) {
+                            tracing::debug!(%error, "live feed still reconnecting");
+                        } else {
+                            tracing::warn!(%error, "live feed connection lost; reconnecting");
+                        }
                         LiveSignal::Lost
                     }
                     Err(RecvError::Lagged(_)) => LiveSignal::Lost,

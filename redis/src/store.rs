@@ -7,9 +7,13 @@ use fred::{
     types::{Value, scripts::Script},
 };
 use serde::Serialize;
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::record::{LogRecord, StoredHistory, StoredWindow};
+use crate::{
+    connection::Link,
+    record::{LogRecord, StoredHistory, StoredWindow},
+};
 
 const SCRIPT: &str = include_str!("aggregate.lua");
 
@@ -106,6 +110,7 @@ pub struct Closed {
 #[derive(Clone)]
 pub struct Store {
     client: Client,
+    link: Link,
     script: Script,
     keys: Keys,
     settings: StoreSettings,
@@ -177,24 +182,17 @@ struct ScriptCancel<'a> {
 }
 
 impl Store {
-    /// Connects (reconnecting by itself forever after) and loads the script.
+    /// Connects (reconnecting by itself forever after, with [`crate::reconnect_policy`])
+    /// and loads the script.
     pub async fn connect(url: &str, keys: Keys, settings: StoreSettings) -> Result<Store, Error> {
-        let config = Config::from_url(url)?;
-        let client = Builder::from_config(config)
-            .with_connection_config(|connection| {
-                connection.connection_timeout = Duration::from_secs(5);
-                connection.internal_command_timeout = Duration::from_secs(5);
-            })
-            .with_performance_config(|performance| {
-                performance.default_command_timeout = Duration::from_secs(5);
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-            .build()?;
+        let client = crate::connection::builder(url)?.build()?;
         client.init().await?;
+        let link = Link::follow(&client);
         let script = Script::from_lua(SCRIPT);
         script.load(&client).await?;
         Ok(Store {
             client,
+            link,
             script,
             keys,
             settings,
@@ -212,6 +210,13 @@ impl Store {
 
     pub fn is_connected(&self) -> bool {
         self.client.is_connected()
+    }
+
+    /// The connection's state, `true` while up: it turns `false` as soon as the
+    /// connection drops (before any command fails) and `true` once it is back, when
+    /// the commands held meanwhile go out.
+    pub fn connection(&self) -> watch::Receiver<bool> {
+        self.link.watch()
     }
 
     /// Applies one queue message atomically. `now` is for tests; production passes

@@ -18,10 +18,16 @@ pub(crate) struct Env {
     pub(crate) prefix: String,
     pub(crate) publisher: Publisher,
     pub(crate) store: Store,
+    redis_url: String,
 }
 
 impl Env {
     pub(crate) async fn new(name: &str) -> Env {
+        Env::on(name, REDIS_URL).await
+    }
+
+    /// With the state in the Redis at `redis_url`.
+    pub(crate) async fn on(name: &str, redis_url: &str) -> Env {
         let queue = unique(name);
         let prefix = format!("{queue}:");
         let publisher = Publisher::start(PublisherConfig {
@@ -36,7 +42,7 @@ impl Env {
         })
         .await;
         let store = Store::connect(
-            REDIS_URL,
+            redis_url,
             Keys::new(prefix.clone()),
             StoreSettings::default(),
         )
@@ -47,11 +53,12 @@ impl Env {
             prefix,
             publisher,
             store,
+            redis_url: redis_url.to_owned(),
         }
     }
 
     pub(crate) fn config(&self) -> Config {
-        config(&self.queue, &self.prefix, REDIS_URL)
+        config(&self.queue, &self.prefix, &self.redis_url)
     }
 
     pub(crate) async fn publish(&self, messages: &[QueueMessage]) {
@@ -99,7 +106,6 @@ pub(crate) fn config(queue: &str, prefix: &str, redis_url: &str) -> Config {
     config.redis.redis_prefix = prefix.into();
     config.redis.redis_url = Secret::new(redis_url);
     config.close_poll_ms = 50;
-    config.retry_delay_ms = 100;
     config.service.shutdown_timeout_seconds = 5;
     config
 }
@@ -178,4 +184,126 @@ pub(crate) fn message(alert: Alert) -> QueueMessage {
 
 pub(crate) fn kinds(events: &[Event]) -> Vec<EventType> {
     events.iter().map(|e| e.event_type).collect()
+}
+
+/// A redis-server of the test's own (the shared one is never stopped), on a free port,
+/// with every write fsynced to its append-only file so that a `kill -9` loses nothing
+/// and a restart finds the same data.
+pub(crate) struct PrivateRedis {
+    pub(crate) url: String,
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateRedis {
+    pub(crate) async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(unique("redis"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = PrivateRedis {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            dir,
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    /// SIGKILL, as an OOM kill or a node failure would.
+    pub(crate) async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// Starts it (again) on the same port and data, and waits until it answers.
+    pub(crate) async fn restart(&mut self) {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let port = self.port;
+        eventually(WAIT, "private Redis answering", || async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream.write_all(b"PING\r\n").await.ok()?;
+            let mut reply = [0u8; 7];
+            stream.read_exact(&mut reply).await.ok()?;
+            (&reply == b"+PONG\r\n").then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Log lines emitted on this thread (a `#[tokio::test]` runs the app's tasks on it), as
+/// JSON objects, while the guard lives.
+pub(crate) struct CapturedLogs {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl CapturedLogs {
+    pub(crate) fn start() -> CapturedLogs {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        CapturedLogs {
+            lines,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self.lines.lock().unwrap().clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -7,4 +7,5 @@ mod concurrency;
 mod exit;
 mod failures;
 mod lifecycle;
+mod restart;
 mod rules;
