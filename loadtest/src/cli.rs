@@ -194,8 +194,9 @@ pub(crate) struct WireArgs {
     /// Broadcasts to send.
     #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub(crate) broadcasts: u64,
-    /// Bytes per frame (an alert event's WebSocket frame is about 400).
-    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(16..=65_536))]
+    /// Bytes per frame: an alert event's Socket.IO packet is ~590 bytes since events
+    /// carry `sentTime` and `duration` too (~515 before).
+    #[arg(long, default_value_t = 590, value_parser = clap::value_parser!(u64).range(16..=65_536))]
     pub(crate) bytes: u64,
     /// Threads writing frames (notify runs one tokio worker per core).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
