@@ -202,10 +202,7 @@ async fn stock_clients_reconnect_by_themselves_after_eviction_and_a_redis_outage
     }
 
     proxy.down();
-    crate::helpers::eventually(WAIT, "readyz failing while Redis is away", || async {
-        (app.readyz().await == 503).then_some(())
-    })
-    .await;
+    app.wait_unready().await;
     for i in 0..300 {
         app.apply(&alert(&format!("During {i}"), "Rocket Alert", 10))
             .await;

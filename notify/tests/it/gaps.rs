@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{Proxy, TestApp, WAIT, alert, config, eventually, unique};
+use crate::helpers::{Proxy, TestApp, alert, config, unique};
 
 #[tokio::test]
 async fn events_published_while_the_feed_is_cut_arrive_in_order_once() {
@@ -15,10 +15,7 @@ async fn events_published_while_the_feed_is_cut_arrive_in_order_once() {
     // Cut notify's Redis link (subscriber and reads); the test writes directly, so
     // these events are logged and published while notify cannot hear them.
     proxy.down();
-    eventually(WAIT, "readyz failing while the feed is down", || async {
-        (app.readyz().await == 503).then_some(())
-    })
-    .await;
+    app.wait_unready().await;
     for i in 0..5 {
         app.apply(&alert(&format!("During {i}"), "Rocket Alert", 10))
             .await;
@@ -38,14 +35,8 @@ async fn events_published_while_the_feed_is_cut_arrive_in_order_once() {
     );
     assert!(received.windows(2).all(|w| w[0].offset < w[1].offset));
 
-    let metrics = alert_testkit::get_text(&app.http, &app.url("/metrics")).await;
-    let filled = metrics
-        .lines()
-        .find(|l| l.starts_with("alerts_notify_gap_events_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap();
-    assert!(filled >= 5.0, "{metrics}");
+    let filled = app.metric("alerts_notify_gap_events_total").await;
+    assert!(filled >= 5.0, "{filled} events filled");
     app.stop().await;
 }
 
@@ -59,10 +50,7 @@ async fn a_gap_before_the_first_event_is_filled_without_disconnecting_anyone() {
     let mut client = app.client(json!({})).await;
     client.expect("snapshot").await;
     proxy.down();
-    eventually(WAIT, "readyz failing while the feed is down", || async {
-        (app.readyz().await == 503).then_some(())
-    })
-    .await;
+    app.wait_unready().await;
     for i in 0..3 {
         app.apply(&alert(&format!("First {i}"), "Rocket Alert", 10))
             .await;
@@ -96,10 +84,7 @@ async fn a_gap_larger_than_a_client_buffer_reaches_a_client_that_keeps_up() {
     let mut received = client.alerts(1).await;
 
     proxy.down();
-    eventually(WAIT, "readyz failing while the feed is down", || async {
-        (app.readyz().await == 503).then_some(())
-    })
-    .await;
+    app.wait_unready().await;
     let gap = 200;
     for i in 0..gap {
         app.apply(&alert(&format!("During {i}"), "Rocket Alert", 10))
@@ -112,23 +97,11 @@ async fn a_gap_larger_than_a_client_buffer_reaches_a_client_that_keeps_up() {
 
     assert_eq!(received.len(), gap + 2);
     assert!(received.windows(2).all(|w| w[0].offset < w[1].offset));
-    let metrics = alert_testkit::get_text(&app.http, &app.url("/metrics")).await;
-    let value = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    assert!(
-        value("alerts_notify_clients_behind_total") >= 1.0,
-        "{metrics}"
-    );
-    assert_eq!(
-        value("alerts_notify_slow_client_disconnects_total{transport=\"socketio\"}"),
-        0.0,
-        "{metrics}"
-    );
+    let behind = app.metric("alerts_notify_clients_behind_total").await;
+    assert!(behind >= 1.0, "{behind} clients held behind");
+    let evicted = app
+        .metric("alerts_notify_slow_client_disconnects_total{transport=\"socketio\"}")
+        .await;
+    assert_eq!(evicted, 0.0, "clients evicted");
     app.stop().await;
 }

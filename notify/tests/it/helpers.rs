@@ -4,6 +4,7 @@ use alert_core::{Alert, QueueMessage};
 use alert_notify::Config;
 use alert_redis::{Store, StoreSettings};
 use chrono::{DateTime, TimeDelta, Utc};
+use lapin::options::QueueDeleteOptions;
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -61,6 +62,26 @@ impl TestApp {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The value of the first `/metrics` sample whose line starts with `sample` (name
+    /// and labels), 0 when there is none.
+    pub(crate) async fn metric(&self, sample: &str) -> f64 {
+        let metrics = alert_testkit::get_text(&self.http, &self.url("/metrics")).await;
+        metrics
+            .lines()
+            .find(|l| l.starts_with(sample))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until `/readyz` fails (the live feed is down).
+    pub(crate) async fn wait_unready(&self) {
+        eventually(WAIT, "readyz failing while the feed is down", || async {
+            (self.readyz().await == 503).then_some(())
+        })
+        .await;
     }
 
     pub(crate) async fn readyz(&self) -> u16 {
@@ -121,4 +142,90 @@ pub(crate) fn alert_at(
         start,
         start + TimeDelta::minutes(minutes),
     ))
+}
+
+/// Polls `addr`'s `/readyz` until it answers 200.
+pub(crate) async fn wait_ready(addr: SocketAddr, what: &str) {
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(20), what, || async {
+        let response = http
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+}
+
+/// The listener and the processor in this process, on their own queue and prefix.
+pub(crate) struct Ingest {
+    pub(crate) queue: String,
+    pub(crate) prefix: String,
+    pub(crate) addr: SocketAddr,
+    stops: Vec<oneshot::Sender<()>>,
+    services: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Ingest {
+    pub(crate) async fn start(name: &str) -> Ingest {
+        let queue = unique(name);
+        let prefix = format!("{queue}:");
+        let (mut stops, mut services) = (Vec::new(), Vec::new());
+        let mut stopper = || {
+            let (stop, stopped) = oneshot::channel::<()>();
+            stops.push(stop);
+            async move {
+                let _ = stopped.await;
+            }
+        };
+        let mut listener = alert_listener::Config::defaults();
+        listener.amqp.queue = queue.clone();
+        listener.service.shutdown_timeout_seconds = 2;
+        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        services.push(tokio::spawn(alert_listener::run(
+            listener,
+            socket,
+            stopper(),
+        )));
+        let mut processor = alert_processor::Config::defaults();
+        processor.amqp.queue = queue.clone();
+        processor.redis.redis_prefix = prefix.clone();
+        processor.service.shutdown_timeout_seconds = 2;
+        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let processor_addr = socket.local_addr().unwrap();
+        services.push(tokio::spawn(alert_processor::run(
+            processor,
+            socket,
+            stopper(),
+        )));
+        wait_ready(addr, "listener ready").await;
+        wait_ready(processor_addr, "processor ready").await;
+        Ingest {
+            queue,
+            prefix,
+            addr,
+            stops,
+            services,
+        }
+    }
+
+    pub(crate) async fn stop(self) {
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+        for service in self.services {
+            service.await.unwrap().unwrap();
+        }
+        let connection = alert_amqp::connect(alert_testkit::AMQP_URL, "test cleanup")
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        for name in [self.queue.clone(), format!("{}.dead", self.queue)] {
+            let _ = channel
+                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
 }

@@ -18,10 +18,7 @@ use tokio::{
 
 use alert_testkit::pages::{PageServer, chromium, next_json, node};
 
-use crate::{
-    helpers::{REDIS_URL, WAIT, config, eventually, unique},
-    pages::Ingest,
-};
+use crate::helpers::{Ingest, REDIS_URL, WAIT, config, eventually, unique};
 
 /// alert-notify as a child process, so that it can be killed for real.
 struct NotifyProcess {
@@ -54,16 +51,7 @@ impl NotifyProcess {
         };
         // Keep reading, so that a full pipe never blocks its logging.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let http = reqwest::Client::new();
-        eventually(WAIT, "alert-notify ready", || async {
-            let response = http
-                .get(format!("http://{addr}/readyz"))
-                .send()
-                .await
-                .ok()?;
-            (response.status() == 200).then_some(())
-        })
-        .await;
+        crate::helpers::wait_ready(addr, "alert-notify ready").await;
         NotifyProcess { child, addr }
     }
 

@@ -66,17 +66,6 @@ fn alerts_in(packets: &[String]) -> Vec<alert_core::Event> {
         .collect()
 }
 
-fn slow_disconnects(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("alerts_notify_slow_client_disconnects_total{transport=\"socketio\"}")
-        })
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn a_client_with_a_full_buffer_is_disconnected_and_resumes_without_a_gap() {
     let mut config = config(&format!("{}:", unique("slow")), crate::helpers::REDIS_URL);
@@ -102,16 +91,10 @@ async fn a_client_with_a_full_buffer_is_disconnected_and_resumes_without_a_gap()
     }
     let all = fast.alerts(total).await;
     eventually(WAIT, "the slow client counted as slow", || async {
-        let metrics = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        (slow_disconnects(&metrics) >= 1.0).then_some(())
+        let evicted = app
+            .metric("alerts_notify_slow_client_disconnects_total{transport=\"socketio\"}")
+            .await;
+        (evicted >= 1.0).then_some(())
     })
     .await;
 
