@@ -1,11 +1,12 @@
-// Shared by the page drivers (original-page.mjs, resume-page.mjs): Debian's chromium
+// Shared by the page drivers (live-page.mjs, original-page.mjs, resume-page.mjs): Debian's chromium
 // through playwright-core, headless, with page errors and console errors collected.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-export async function openBrowser(executablePath) {
+// `options` go to Playwright's launch (e.g. a `viewport`).
+export async function openBrowser(executablePath, options = {}) {
   const userDataDir = mkdtempSync(join(tmpdir(), "page-chromium-"));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath,
@@ -13,6 +14,7 @@ export async function openBrowser(executablePath) {
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
       "--no-first-run"],
     timeout: 30_000,
+    ...options,
   });
   const page = context.pages()[0] || (await context.newPage());
   const problems = [];

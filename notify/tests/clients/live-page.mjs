@@ -4,11 +4,9 @@
 // filter keeps other locations out. Prints one JSON line; exits non-zero on failure.
 // Usage: node live-page.mjs --page http://127.0.0.1:4002/ --ingest http://127.0.0.1:4000
 //          [--screenshot shot.png] [--chromium /usr/bin/chromium]   (or env CHROMIUM)
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+
+import { expect, openBrowser } from "./browser.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -36,7 +34,7 @@ const card = (location, state) =>
   `.card[data-location=${JSON.stringify(location)}]` + (state ? `[data-state="${state}"]` : "");
 
 const summary = { ok: false, page: opts.page, locations: [L, M], steps: [] };
-const problems = []; // page errors and requests that leave the page's origin
+let problems = []; // page errors and requests that leave the page's origin
 
 async function post(location, seconds) {
   const timestamp = new Date().toISOString();
@@ -50,15 +48,6 @@ async function post(location, seconds) {
   const text = await answer.text();
   if (answer.status !== 202) throw new Error(`POST for ${location}: expected 202, got ${answer.status} ${text}`);
   return { acceptedAt: Date.now(), end: Date.parse(timestamp) + seconds * 1000 };
-}
-
-// A Playwright wait whose timeout is reported as `failure`.
-async function expect(promise, failure) {
-  try {
-    return await promise;
-  } catch (error) {
-    throw new Error(`${failure} (${String(error.message).split("\n")[0]})`);
-  }
 }
 
 // Waits until `selector` matches (and its data-end is `end`, when given); answers the
@@ -83,20 +72,11 @@ async function step(name, run) {
   }
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), "live-page-chromium-"));
-let context;
+let browser;
 let page;
 try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--no-first-run"],
-    viewport: { width: 390, height: 844 }, // a phone
-    timeout: 30_000,
-  });
-  page = context.pages()[0] || (await context.newPage());
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  browser = await openBrowser(executablePath, { viewport: { width: 390, height: 844 } }); // a phone
+  ({ page, problems } = browser);
   page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
   page.on("request", (r) => {
     if (!r.url().startsWith(pageOrigin)) problems.push(`request off the page's origin: ${r.url()}`);
@@ -189,8 +169,7 @@ try {
     }
   }
   if (problems.length) summary.problems = problems;
-  await context?.close().catch(() => {});
-  rmSync(userDataDir, { recursive: true, force: true });
+  await browser?.close();
 }
 console.log(JSON.stringify(summary));
 process.exit(summary.ok ? 0 : 1);
