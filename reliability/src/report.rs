@@ -1,0 +1,79 @@
+//! The verdict as a table (one row per scenario) and as JSON.
+
+use std::fmt::Write;
+
+use crate::run::Outcome;
+
+pub fn table(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| scenario | result | accepted | lost | dup | windows | bad windows | client events | delivered | reported | missing | dup | order | forgotten (told/untold) | resumes (recovered/not) | gap max ms | 5xx | retried | close late max ms | s |"
+    );
+    let _ = writeln!(out, "|{}", "---|".repeat(20));
+    for o in outcomes {
+        let v = &o.verdict;
+        let (a, w, c, p) = (&v.alerts, &v.windows, &v.clients, &v.posts);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} | {} | {} | {} | {} | {:.0} |",
+            o.scenario,
+            if o.passed { "pass" } else { "FAIL" },
+            a.accepted,
+            a.lost,
+            a.duplicated,
+            w.windows,
+            w.malformed + w.closed_early + w.overlapping + w.never_closed,
+            c.expected,
+            c.delivered,
+            c.reported,
+            c.missing,
+            c.duplicated,
+            c.out_of_order,
+            c.unlogged_told,
+            c.unlogged_untold,
+            c.resumed_recovered,
+            c.resumed_unrecovered,
+            o.reconnect_gap_ms_max,
+            p.status_5xx,
+            p.retried,
+            w.close_late_ms_max,
+            o.seconds,
+        );
+    }
+    out
+}
+
+/// What went wrong in a run, for the terminal.
+pub fn details(outcome: &Outcome) -> String {
+    let mut out = String::new();
+    let v = &outcome.verdict;
+    for line in outcome.problems.iter().chain(&v.failures) {
+        let _ = writeln!(out, "  - {line}");
+    }
+    for example in v
+        .alerts
+        .examples
+        .iter()
+        .chain(&v.windows.examples)
+        .chain(&v.clients.examples)
+    {
+        let _ = writeln!(out, "    e.g. {example}");
+    }
+    for step in &outcome.timeline {
+        let took = step
+            .took_ms
+            .map(|t| format!(" ({t} ms)"))
+            .unwrap_or_default();
+        let error = step
+            .error
+            .as_ref()
+            .map(|e| format!(" ERROR {e}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  +{:.1} s {}{took}{error}", step.at_s, step.what);
+    }
+    if let Some(logs) = &outcome.logs {
+        let _ = writeln!(out, "  logs: {}", logs.display());
+    }
+    out
+}

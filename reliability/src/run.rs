@@ -1,0 +1,481 @@
+//! One scenario, start to verdict: the services up, clients joined, alerts posted while
+//! the faults happen, the pipeline drained, then the state read and everything judged.
+
+use std::{
+    collections::BTreeSet,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use alert_core::{Event, Offset};
+use alert_redis::{Keys, Store, StoreSettings};
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tokio::{process::Command, sync::watch};
+
+use crate::{
+    client::{self, Client, Spec},
+    cluster::{Cluster, Role, Shape},
+    record::{Applied, ClientKind, Recording},
+    scenario::{Fault, Scenario},
+    source::{self, Plan},
+    verdict::{Verdict, judge},
+};
+
+const LOCATIONS: usize = 60;
+/// After the last POST: the longest alert (8 s) plus time for retries and closes.
+const DRAIN: Duration = Duration::from_secs(40);
+const CATCH_UP: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the service binaries are.
+    pub bin: PathBuf,
+    /// Where each run keeps its logs (removed after a passing run unless `keep`).
+    pub dir: PathBuf,
+    pub keep: bool,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub at_s: f64,
+    pub what: String,
+    /// How long the step took (a start until ready, a shutdown until exit).
+    pub took_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub about: String,
+    /// The scenario's expectation met: a clean verdict, or the sabotage caught.
+    pub passed: bool,
+    pub problems: Vec<String>,
+    pub verdict: Verdict,
+    pub timeline: Vec<Step>,
+    pub epochs: Vec<String>,
+    /// Longest time a client was without a connection between two sessions.
+    pub reconnect_gap_ms_max: u64,
+    pub reconnect_gap_ms_p99: u64,
+    /// WARN/ERROR lines each service logged.
+    pub warnings: Vec<(String, u64)>,
+    pub seconds: f64,
+    pub logs: Option<PathBuf>,
+}
+
+pub async fn run(scenario: &Scenario, options: &Options) -> anyhow::Result<Outcome> {
+    let run = format!(
+        "{}-{}",
+        scenario.name,
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let dir = options.dir.join(&run);
+    let shape = Shape {
+        listeners: 2,
+        processors: 3,
+        notify: 2,
+        appendfsync: scenario.appendfsync,
+    };
+    let mut cluster = Cluster::start(&options.bin, &dir, &run, &shape)
+        .await
+        .with_context(|| format!("start the services (logs in {})", dir.display()))?;
+    let began = Instant::now();
+    let result = drive(scenario, options, &run, &mut cluster, began).await;
+    let warnings = cluster.warnings();
+    cluster.stop().await;
+    let mut outcome = result?;
+    outcome.warnings = warnings;
+    outcome.seconds = began.elapsed().as_secs_f64();
+    if outcome.passed && !options.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        outcome.logs = Some(dir);
+    }
+    Ok(outcome)
+}
+
+async fn drive(
+    scenario: &Scenario,
+    options: &Options,
+    run: &str,
+    cluster: &mut Cluster,
+    began: Instant,
+) -> anyhow::Result<Outcome> {
+    let (stop, stopped) = watch::channel(false);
+    let notify = cluster.addrs(Role::Notify);
+    let clients = spawn_clients(scenario, &notify, &stopped, began, options.seed);
+    let dead: Vec<_> = (0..scenario.clients.dead)
+        .map(|i| client::spawn_dead(notify[i % notify.len()], stopped.clone()))
+        .collect();
+    wait_joined(&clients).await?;
+
+    let store = Store::connect(
+        &cluster.redis.url(),
+        Keys::new(cluster.prefix.clone()),
+        StoreSettings::default(),
+    )
+    .await?;
+    let epochs = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sampler = tokio::spawn(sample_epochs(
+        store.clone(),
+        epochs.clone(),
+        stopped.clone(),
+    ));
+
+    let plan = Plan {
+        seconds: scenario.seconds,
+        rate: scenario.rate,
+        locations: LOCATIONS,
+        seed: options.seed,
+    };
+    let posting = began.elapsed();
+    let sources = tokio::spawn(source::run(
+        plan,
+        run.to_owned(),
+        cluster.addrs(Role::Listener),
+    ));
+    let mut timeline = Vec::new();
+    for (at, fault) in &scenario.faults {
+        tokio::time::sleep_until((began + posting + Duration::from_secs_f64(*at)).into()).await;
+        apply(cluster, *fault, began + posting, &mut timeline).await;
+    }
+    let (posts, accepted, cancels) = sources.await?;
+    cluster.all_ready(Duration::from_secs(30)).await?;
+
+    // Drained: every accepted alert applied (or the deadline), every window closed.
+    let mut locations: BTreeSet<String> = (0..LOCATIONS).map(source::location).collect();
+    locations.extend(accepted.iter().flat_map(|a| a.locations.iter().cloned()));
+    let deadline = Instant::now() + DRAIN;
+    loop {
+        let open = store
+            .active(None)
+            .await
+            .map(|w| w.len())
+            .unwrap_or(usize::MAX);
+        if (open == 0 && all_applied(&store, &accepted).await) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = read_log(&store).await?;
+    catch_up(&clients, &log).await;
+    stop.send_replace(true);
+    let mut records = Vec::new();
+    for client in clients {
+        records.push(client.task.await?);
+    }
+    let mut dead_closed = 0;
+    for dead in dead {
+        dead_closed += dead.await? as u64;
+    }
+    let _ = sampler.await;
+
+    let mut history = std::collections::BTreeMap::new();
+    for location in &locations {
+        let entries = store.history(location, 1_000_000).await?;
+        let applied: Vec<Applied> = entries
+            .into_iter()
+            .map(|entry| Applied {
+                alert_id: entry.alert_id,
+                change: serde_json::to_value(entry.change)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        if !applied.is_empty() {
+            history.insert(location.clone(), applied);
+        }
+    }
+    let still_open = store
+        .active(None)
+        .await?
+        .into_iter()
+        .map(|w| w.location)
+        .collect();
+    let epochs = epochs.lock().unwrap().clone();
+    let recording = Recording {
+        accepted,
+        cancels,
+        posts,
+        log,
+        epochs: epochs.clone(),
+        history,
+        still_open,
+        clients: records,
+        dead_clients: scenario.clients.dead as u64,
+        dead_clients_closed: dead_closed,
+    };
+    let verdict = judge(&recording);
+    let mut problems: Vec<String> = timeline
+        .iter()
+        .filter_map(|s: &Step| s.error.as_ref().map(|e| format!("{}: {e}", s.what)))
+        .collect();
+    if scenario.no_5xx && verdict.posts.status_5xx > 0 {
+        problems.push(format!(
+            "{} 5xx answers during a rolling deploy",
+            verdict.posts.status_5xx
+        ));
+    }
+    let passed = match scenario.caught {
+        None => verdict.passed && problems.is_empty(),
+        Some(what) => !verdict.passed && verdict.failures.iter().any(|f| f.contains(what)),
+    };
+    if options.keep || !passed {
+        let json = serde_json::to_vec(&recording)?;
+        std::fs::write(cluster.dir.join("recording.json"), json)?;
+    }
+    let (reconnect_gap_ms_max, reconnect_gap_ms_p99) = reconnect_gaps(&recording);
+    Ok(Outcome {
+        scenario: scenario.name.to_owned(),
+        about: scenario.about.to_owned(),
+        passed,
+        problems,
+        verdict,
+        timeline,
+        epochs,
+        reconnect_gap_ms_max,
+        reconnect_gap_ms_p99,
+        warnings: Vec::new(),
+        seconds: 0.0,
+        logs: None,
+    })
+}
+
+fn spawn_clients(
+    scenario: &Scenario,
+    notify: &[std::net::SocketAddr],
+    stopped: &watch::Receiver<bool>,
+    began: Instant,
+    seed: u64,
+) -> Vec<Client> {
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
+    let mix = scenario.clients;
+    let kinds = [
+        (ClientKind::SocketIo, mix.socketio),
+        (ClientKind::Sse, mix.sse),
+        (ClientKind::Slow, mix.slow),
+    ];
+    let mut clients = Vec::new();
+    for (kind, count) in kinds {
+        for i in 0..count {
+            // A quarter take everything (subscribed to nothing), the rest three
+            // locations; slow readers take everything, so that they fall behind.
+            let locations = (kind != ClientKind::Slow && i % 4 != 0).then(|| {
+                (0..3)
+                    .map(|_| source::location(rng.usize(..LOCATIONS)))
+                    .collect()
+            });
+            let spec = Spec {
+                name: format!("{kind:?}-{i}").to_lowercase(),
+                kind,
+                locations,
+                home: i % notify.len(),
+            };
+            clients.push(client::spawn(spec, notify.to_vec(), stopped.clone(), began));
+        }
+    }
+    clients
+}
+
+async fn wait_joined(clients: &[Client]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while clients.iter().any(|c| !c.progress.lock().unwrap().joined) {
+        if Instant::now() > deadline {
+            bail!("clients did not all join within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn sample_epochs(
+    store: Store,
+    epochs: Arc<Mutex<Vec<String>>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    while !*stopped.borrow() {
+        if let Ok(Ok(Some(epoch))) =
+            tokio::time::timeout(Duration::from_millis(500), store.epoch()).await
+        {
+            let mut epochs = epochs.lock().unwrap();
+            if epochs.last() != Some(&epoch) {
+                epochs.push(epoch);
+            }
+        }
+        tokio::select! {
+            _ = stopped.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+async fn all_applied(store: &Store, accepted: &[crate::record::Accepted]) -> bool {
+    let mut wanted: std::collections::HashMap<&str, BTreeSet<uuid::Uuid>> = Default::default();
+    for alert in accepted {
+        for location in &alert.locations {
+            wanted.entry(location).or_default().insert(alert.id);
+        }
+    }
+    for (location, ids) in wanted {
+        let Ok(entries) = store.history(location, 1_000_000).await else {
+            return false;
+        };
+        let have: BTreeSet<uuid::Uuid> = entries.iter().map(|e| e.alert_id).collect();
+        if !ids.is_subset(&have) {
+            return false;
+        }
+    }
+    true
+}
+
+async fn read_log(store: &Store) -> anyhow::Result<Vec<Event>> {
+    let mut log = Vec::new();
+    let mut after = Offset::START;
+    loop {
+        let page = store.events_after(after, 5000).await?;
+        let Some(last) = page.last() else {
+            return Ok(log);
+        };
+        after = last.offset;
+        log.extend(page);
+    }
+}
+
+/// Waits (bounded) until each client has the last event of its locations.
+async fn catch_up(clients: &[Client], log: &[Event]) {
+    let deadline = Instant::now() + CATCH_UP;
+    for client in clients {
+        let wants = |e: &&Event| {
+            client
+                .spec
+                .locations
+                .as_ref()
+                .is_none_or(|l| l.contains(&e.location))
+        };
+        let Some(target) = log.iter().rev().find(wants).map(|e| e.offset) else {
+            continue;
+        };
+        while client.progress.lock().unwrap().offset < Some(target) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn reconnect_gaps(recording: &Recording) -> (u64, u64) {
+    let mut gaps: Vec<u64> = recording
+        .clients
+        .iter()
+        .flat_map(|c| {
+            c.sessions
+                .windows(2)
+                .map(|w| w[1].at_ms.saturating_sub(w[0].ended_ms))
+        })
+        .collect();
+    gaps.sort_unstable();
+    let p99 = if gaps.is_empty() {
+        0
+    } else {
+        gaps[((gaps.len() as f64 * 0.99).ceil() as usize).clamp(1, gaps.len()) - 1]
+    };
+    (gaps.last().copied().unwrap_or(0), p99)
+}
+
+async fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("rabbitmqctl {} failed: {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+async fn apply(cluster: &mut Cluster, fault: Fault, zero: Instant, timeline: &mut Vec<Step>) {
+    let at_s = zero.elapsed().as_secs_f64();
+    let mut step = |what: String, result: anyhow::Result<Option<Duration>>| {
+        let (took_ms, error) = match result {
+            Ok(took) => (took.map(|t| t.as_millis() as u64), None),
+            Err(error) => (None, Some(format!("{error:#}"))),
+        };
+        timeline.push(Step {
+            at_s,
+            what,
+            took_ms,
+            error,
+        });
+    };
+    match fault {
+        Fault::Kill(role, index) => {
+            let result = cluster.kill(role, index).await.map(|_| None);
+            step(format!("kill -9 {role}-{index}"), result);
+        }
+        Fault::Start(role, index) => {
+            let result = cluster.restart(role, index).await.map(Some);
+            step(format!("start {role}-{index} (until ready)"), result);
+        }
+        Fault::Rolling => {
+            let order: Vec<(Role, usize)> =
+                cluster.services.iter().map(|s| (s.role, s.index)).collect();
+            for (role, index) in order {
+                let result = cluster.redeploy(role, index).await;
+                let took = result
+                    .as_ref()
+                    .ok()
+                    .map(|(stopped, ready)| *stopped + *ready);
+                step(
+                    format!("SIGTERM {role}-{index}, replaced"),
+                    result.map(|_| took),
+                );
+            }
+        }
+        Fault::BrokerStop => {
+            eprintln!(
+                "alert-chaos: STOPPING THE MACHINE'S RABBITMQ (rabbitmqctl stop_app); this run owns only its queue {}, but every client of the broker sees the outage",
+                cluster.queue
+            );
+            step(
+                "rabbitmqctl stop_app".into(),
+                rabbitmqctl(&["stop_app"]).await.map(|_| None),
+            );
+        }
+        Fault::BrokerStart => {
+            let began = Instant::now();
+            let result = async {
+                rabbitmqctl(&["start_app"]).await?;
+                rabbitmqctl(&["await_startup"]).await
+            }
+            .await;
+            step(
+                "rabbitmqctl start_app".into(),
+                result.map(|_| Some(began.elapsed())),
+            );
+            eprintln!("alert-chaos: RabbitMQ started again");
+        }
+        Fault::Network(links, condition) => {
+            let changed = cluster.degrade(links, condition);
+            step(
+                format!("{links:?} links {condition:?} ({changed})"),
+                Ok(None),
+            );
+        }
+        Fault::RedisKill => {
+            cluster.kill_redis().await;
+            step("kill -9 redis".into(), Ok(None));
+        }
+        Fault::RedisStart => {
+            let result = cluster.start_redis().await.map(Some);
+            step("start redis (until PONG)".into(), result);
+        }
+        Fault::PurgeQueue => {
+            let queue = cluster.queue.clone();
+            let result = rabbitmqctl(&["purge_queue", &queue]).await.map(|_| None);
+            step(format!("sabotage: purge queue {queue}"), result);
+        }
+    }
+}
