@@ -27,6 +27,8 @@ const LOCATIONS: usize = 60;
 /// After the last POST: the longest alert (8 s) plus time for retries and closes.
 const DRAIN: Duration = Duration::from_secs(40);
 const CATCH_UP: Duration = Duration::from_secs(20);
+/// Nothing applied for this long, and no window open: the pipeline is done.
+const STUCK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -145,17 +147,25 @@ async fn drive(
     let (posts, accepted, cancels) = sources.await?;
     cluster.all_ready(Duration::from_secs(30)).await?;
 
-    // Drained: every accepted alert applied (or the deadline), every window closed.
+    // Drained: every accepted alert applied and every window closed; or no window open
+    // and nothing applied for a while (what is missing then stays missing); or the
+    // deadline.
     let mut locations: BTreeSet<String> = (0..LOCATIONS).map(source::location).collect();
     locations.extend(accepted.iter().flat_map(|a| a.locations.iter().cloned()));
     let deadline = Instant::now() + DRAIN;
+    let (mut applied, mut progressed) = (0, Instant::now());
     loop {
         let open = store
             .active(None)
             .await
             .map(|w| w.len())
             .unwrap_or(usize::MAX);
-        if (open == 0 && all_applied(&store, &accepted).await) || Instant::now() > deadline {
+        let (now_applied, all) = applied_count(&store, &accepted).await;
+        if now_applied != applied {
+            (applied, progressed) = (now_applied, Instant::now());
+        }
+        let stuck = progressed.elapsed() > STUCK;
+        if (open == 0 && (all || stuck)) || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -313,23 +323,25 @@ async fn sample_epochs(
     }
 }
 
-async fn all_applied(store: &Store, accepted: &[crate::record::Accepted]) -> bool {
+/// How many accepted (alert, location) pairs the history holds, and whether that is all.
+async fn applied_count(store: &Store, accepted: &[crate::record::Accepted]) -> (usize, bool) {
     let mut wanted: std::collections::HashMap<&str, BTreeSet<uuid::Uuid>> = Default::default();
     for alert in accepted {
         for location in &alert.locations {
             wanted.entry(location).or_default().insert(alert.id);
         }
     }
+    let (mut applied, mut all) = (0, true);
     for (location, ids) in wanted {
         let Ok(entries) = store.history(location, 1_000_000).await else {
-            return false;
+            return (applied, false);
         };
         let have: BTreeSet<uuid::Uuid> = entries.iter().map(|e| e.alert_id).collect();
-        if !ids.is_subset(&have) {
-            return false;
-        }
+        let found = ids.intersection(&have).count();
+        applied += found;
+        all &= found == ids.len();
     }
-    true
+    (applied, all)
 }
 
 async fn read_log(store: &Store) -> anyhow::Result<Vec<Event>> {

@@ -58,8 +58,7 @@ struct Outcome {
 }
 
 fn json_alert(
-    run: &str,
-    n: u64,
+    id: String,
     locations: &[String],
     rng: &mut fastrand::Rng,
 ) -> (Value, chrono::DateTime<Utc>) {
@@ -69,7 +68,7 @@ fn json_alert(
         "type": TYPES[rng.usize(..TYPES.len())],
         "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
         "durationSeconds": seconds,
-        "id": format!("{run}-{n}"),
+        "id": id,
         "source": "chaos",
     });
     match locations {
@@ -118,7 +117,7 @@ fn body(run: &str, n: u64, plan: &Plan, rng: &mut fastrand::Rng) -> (Body, Optio
     match rng.u8(..100) {
         0..70 => {
             let locations = vec![pick(rng)];
-            let (alert, end) = json_alert(run, n, &locations, rng);
+            let (alert, end) = json_alert(format!("{run}-{n}"), &locations, rng);
             let body = Body {
                 content_type: "application/json",
                 bytes: alert.to_string(),
@@ -131,7 +130,7 @@ fn body(run: &str, n: u64, plan: &Plan, rng: &mut fastrand::Rng) -> (Body, Optio
             let locations = vec![pick(rng), pick(rng)];
             let mut locations = locations;
             locations.dedup();
-            let (alert, end) = json_alert(run, n, &locations, rng);
+            let (alert, end) = json_alert(format!("{run}-{n}"), &locations, rng);
             let body = Body {
                 content_type: "application/json",
                 bytes: alert.to_string(),
@@ -146,7 +145,7 @@ fn body(run: &str, n: u64, plan: &Plan, rng: &mut fastrand::Rng) -> (Body, Optio
             let mut promised = Vec::new();
             for k in 0..rng.u64(2..=8) {
                 let locations = vec![pick(rng)];
-                let (alert, end) = json_alert(run, n * 100 + k, &locations, rng);
+                let (alert, end) = json_alert(format!("{run}-{n}.{k}"), &locations, rng);
                 alerts.push(alert);
                 promised.push((locations, end));
             }
