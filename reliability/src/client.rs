@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 use tokio::{net::TcpStream, sync::watch, task::JoinHandle};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 
-use crate::record::{ClientKind, ClientRecord, Joined, Received, Session};
+use crate::{
+    endpoints::Endpoints,
+    record::{ClientKind, ClientRecord, Joined, Received, Session},
+};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -47,12 +50,7 @@ pub struct Client {
     pub task: JoinHandle<ClientRecord>,
 }
 
-pub fn spawn(
-    spec: Spec,
-    notify: Vec<SocketAddr>,
-    stop: watch::Receiver<bool>,
-    began: Instant,
-) -> Client {
+pub fn spawn(spec: Spec, notify: Endpoints, stop: watch::Receiver<bool>, began: Instant) -> Client {
     let progress = Arc::new(Mutex::new(Progress::default()));
     let task = tokio::spawn(run(spec.clone(), notify, stop, progress.clone(), began));
     Client {
@@ -70,7 +68,7 @@ enum Attempt {
 
 async fn run(
     spec: Spec,
-    notify: Vec<SocketAddr>,
+    notify: Endpoints,
     mut stop: watch::Receiver<bool>,
     progress: Arc<Mutex<Progress>>,
     began: Instant,
@@ -88,12 +86,12 @@ async fn run(
         if *stop.borrow() {
             break;
         }
-        let index = (spec.home + failures) % notify.len();
+        let (index, addr) = notify.pick(spec.home + failures);
         let at_ms = began.elapsed().as_millis() as u64;
         let attempt = match spec.kind {
-            ClientKind::Sse => sse(&spec, notify[index], index, at_ms, &progress, &mut stop).await,
+            ClientKind::Sse => sse(&spec, addr, index, at_ms, &progress, &mut stop).await,
             ClientKind::SocketIo | ClientKind::Slow => {
-                socketio(&spec, notify[index], index, at_ms, &progress, &mut stop).await
+                socketio(&spec, addr, index, at_ms, &progress, &mut stop).await
             }
         };
         let pause = match attempt {

@@ -4,10 +4,12 @@
 //! to the broker or Redis goes through a [`Link`] a scenario can degrade.
 
 use std::{
+    collections::VecDeque,
     fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -150,6 +152,25 @@ pub struct Redis {
     dir: PathBuf,
     appendfsync: &'static str,
     child: Option<Child>,
+    /// The newest AOF file's size, sampled every 50 ms: what was on disk when.
+    aof_sizes: Arc<Mutex<VecDeque<(Instant, PathBuf, u64)>>>,
+}
+
+/// The newest incremental AOF file (Redis 7's multi-part AOF) and its size.
+fn newest_aof(dir: &Path) -> Option<(PathBuf, u64)> {
+    std::fs::read_dir(dir.join("appendonlydir"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".incr.aof"))
+        .filter_map(|e| {
+            Some((
+                e.metadata().ok()?.modified().ok()?,
+                e.path(),
+                e.metadata().ok()?.len(),
+            ))
+        })
+        .max_by_key(|(modified, _, _)| *modified)
+        .map(|(_, path, len)| (path, len))
 }
 
 impl Redis {
@@ -175,6 +196,41 @@ impl Redis {
             .context("start redis-server (apt-get install redis-server)")?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// Samples the AOF's size while the run lasts.
+    fn watch_aof(&self) {
+        let (dir, sizes) = (self.dir.clone(), Arc::downgrade(&self.aof_sizes));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let Some(sizes) = sizes.upgrade() else { return };
+                if let Some((path, len)) = newest_aof(&dir) {
+                    let mut sizes = sizes.lock().unwrap();
+                    sizes.push_back((Instant::now(), path, len));
+                    while sizes.len() > 200 {
+                        sizes.pop_front();
+                    }
+                }
+            }
+        });
+    }
+
+    /// What a power loss does to an AOF that was fsynced `lost` ago at best: the file
+    /// cut back to the size it had then (Redis loads a truncated tail). Returns the
+    /// bytes cut.
+    fn lose_tail(&self, lost: Duration) -> anyhow::Result<u64> {
+        let sizes = self.aof_sizes.lock().unwrap();
+        let cutoff = Instant::now() - lost;
+        let Some((_, path, len)) = sizes.iter().rev().find(|(at, _, _)| *at <= cutoff) else {
+            bail!("no AOF size recorded {lost:?} ago");
+        };
+        let now = std::fs::metadata(path)?.len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .set_len(*len)?;
+        Ok(now.saturating_sub(*len))
     }
 
     /// PINGs until Redis answers PONG (it has loaded its AOF by then).
@@ -249,8 +305,10 @@ impl Cluster {
             dir: dir.to_owned(),
             appendfsync: shape.appendfsync,
             child: None,
+            aof_sizes: Arc::default(),
         };
         redis.start()?;
+        redis.watch_aof();
         redis.answering(Duration::from_secs(10)).await?;
         let amqp: SocketAddr = AMQP.parse()?;
         let queue = format!("test.chaos.{run}");
@@ -328,6 +386,21 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The running processes: name and pid, Redis included.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let services = self
+            .services
+            .iter()
+            .filter_map(|s| Some((s.name(), s.child.as_ref()?.id()?)));
+        let redis = self
+            .redis
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .map(|pid| ("redis".to_owned(), pid));
+        services.chain(redis).collect()
+    }
+
     pub fn addrs(&self, role: Role) -> Vec<SocketAddr> {
         self.services
             .iter()
@@ -375,6 +448,13 @@ impl Cluster {
         if let Some(mut child) = self.redis.child.take() {
             let _ = child.kill().await;
         }
+    }
+
+    /// kill -9 of Redis, and the AOF's last `lost` of writes gone as after a power
+    /// loss; the bytes cut.
+    pub async fn power_loss(&mut self, lost: Duration) -> anyhow::Result<u64> {
+        self.kill_redis().await;
+        self.redis.lose_tail(lost)
     }
 
     pub async fn start_redis(&mut self) -> anyhow::Result<Duration> {

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod endpoints;
 pub mod link;
 pub mod record;
 pub mod report;

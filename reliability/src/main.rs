@@ -19,6 +19,24 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct Common {
+    /// Where alert-listener, alert-processor and alert-notify are.
+    #[arg(long, default_value = "target/release")]
+    bin: PathBuf,
+    /// Each run's logs go in a directory under this one.
+    #[arg(long, default_value = "/tmp/alert-chaos")]
+    dir: PathBuf,
+    /// Keep the logs and the recording of passing runs too.
+    #[arg(long)]
+    keep: bool,
+    #[arg(long, default_value_t = 12)]
+    seed: u64,
+    /// Writes every outcome (verdict, timeline, figures) here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// The scenarios, one per line.
@@ -26,20 +44,20 @@ enum Command {
     /// Runs scenarios (all but the sabotage when none are named).
     Run {
         scenarios: Vec<String>,
-        /// Where alert-listener, alert-processor and alert-notify are.
-        #[arg(long, default_value = "target/release")]
-        bin: PathBuf,
-        /// Each run's logs go in a directory under this one.
-        #[arg(long, default_value = "/tmp/alert-chaos")]
-        dir: PathBuf,
-        /// Keep the logs and the recording of passing runs too.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// No fault for a long time: every process's memory and open files each minute.
+    Soak {
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// POSTs per second (half the pipeline's measured capacity: RELIABILITY.md).
         #[arg(long)]
-        keep: bool,
-        #[arg(long, default_value_t = 12)]
-        seed: u64,
-        /// Writes every outcome (verdict, timeline, figures) here.
-        #[arg(long)]
-        json: Option<PathBuf>,
+        rate: f64,
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -52,14 +70,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run {
-            scenarios,
-            bin,
-            dir,
-            keep,
-            seed,
-            json,
-        } => {
+        Command::Run { scenarios, common } => {
             let all = scenario::all();
             let chosen: Vec<_> = if scenarios.is_empty() {
                 all.into_iter()
@@ -75,29 +86,42 @@ async fn main() -> anyhow::Result<()> {
                 }
                 chosen
             };
-            let options = run::Options {
-                bin,
-                dir,
-                keep,
-                seed,
-            };
-            let mut outcomes = Vec::new();
-            for scenario in &chosen {
-                eprintln!("== {}: {}", scenario.name, scenario.about);
-                let outcome = run::run(scenario, &options).await?;
-                eprint!("{}", report::details(&outcome));
-                eprintln!("{}", if outcome.passed { "pass" } else { "FAIL" });
-                outcomes.push(outcome);
-                if let Some(path) = &json {
-                    std::fs::write(path, serde_json::to_vec_pretty(&outcomes)?)?;
-                }
-            }
-            print!("{}", report::table(&outcomes));
-            if outcomes.iter().all(|o| o.passed) {
-                Ok(())
-            } else {
-                std::process::exit(1)
-            }
+            run_all(&chosen, common).await
         }
+        Command::Soak {
+            minutes,
+            rate,
+            clients,
+            common,
+        } => run_all(&[scenario::soak(minutes, rate, clients)], common).await,
+    }
+}
+
+async fn run_all(chosen: &[scenario::Scenario], common: Common) -> anyhow::Result<()> {
+    let options = run::Options {
+        bin: common.bin,
+        dir: common.dir,
+        keep: common.keep,
+        seed: common.seed,
+    };
+    let mut outcomes = Vec::new();
+    for scenario in chosen {
+        eprintln!("== {}: {}", scenario.name, scenario.about);
+        let outcome = run::run(scenario, &options).await?;
+        eprint!("{}", report::details(&outcome));
+        eprintln!("{}", outcome.result);
+        outcomes.push(outcome);
+        if let Some(path) = &common.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&outcomes)?)?;
+        }
+    }
+    print!("{}", report::table(&outcomes));
+    if outcomes.iter().any(|o| !o.samples.is_empty()) {
+        print!("{}", report::footprints(&outcomes));
+    }
+    if outcomes.iter().all(|o| o.passed) {
+        Ok(())
+    } else {
+        std::process::exit(1)
     }
 }

@@ -18,7 +18,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} | {} | {} | {} | {} | {:.0} |",
             o.scenario,
-            if o.passed { "pass" } else { "FAIL" },
+            o.result,
             a.accepted,
             a.lost,
             a.duplicated,
@@ -74,6 +74,49 @@ pub fn details(outcome: &Outcome) -> String {
     }
     if let Some(logs) = &outcome.logs {
         let _ = writeln!(out, "  logs: {}", logs.display());
+    }
+    out
+}
+
+/// A soak's samples: per process, RSS (MiB) and open files at each minute.
+pub fn footprints(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    for o in outcomes.iter().filter(|o| !o.samples.is_empty()) {
+        let mut processes: Vec<&str> = o.samples.iter().map(|s| s.process.as_str()).collect();
+        processes.dedup();
+        processes.sort_unstable();
+        processes.dedup();
+        let _ = writeln!(
+            out,
+            "\n| {} at s | {} | backlog |",
+            o.scenario,
+            processes.join(" | ")
+        );
+        let _ = writeln!(out, "|{}", "---|".repeat(processes.len() + 2));
+        let mut times: Vec<f64> = o.samples.iter().map(|s| s.at_s).collect();
+        times.dedup();
+        for at in times {
+            let cells: Vec<String> = processes
+                .iter()
+                .map(|p| {
+                    o.samples
+                        .iter()
+                        .find(|s| s.at_s == at && s.process == *p)
+                        .map(|s| {
+                            format!("{:.1} MiB, {} fds", s.rss_kib as f64 / 1024.0, s.open_files)
+                        })
+                        .unwrap_or_default()
+                })
+                .collect();
+            let backlog = o
+                .backlog
+                .iter()
+                .find(|b| b.at_s == at)
+                .and_then(|b| b.messages)
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            let _ = writeln!(out, "| {at:.0} | {} | {backlog} |", cells.join(" | "));
+        }
     }
     out
 }

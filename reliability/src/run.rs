@@ -17,9 +17,11 @@ use tokio::{process::Command, sync::watch};
 use crate::{
     client::{self, Client, Spec},
     cluster::{Cluster, Role, Shape},
+    endpoints::Endpoints,
     record::{Applied, ClientKind, Recording},
     scenario::{Fault, Scenario},
     source::{self, Plan},
+    verdict::LOST,
     verdict::{Verdict, judge},
 };
 
@@ -49,12 +51,31 @@ pub struct Step {
     pub error: Option<String>,
 }
 
+/// One process's footprint at one moment of a soak.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub at_s: f64,
+    pub process: String,
+    pub rss_kib: u64,
+    pub open_files: u64,
+}
+
+/// The run's queue depth at one moment of a soak.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backlog {
+    pub at_s: f64,
+    pub messages: Option<u64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub scenario: String,
     pub about: String,
     /// The scenario's expectation met: a clean verdict, or the sabotage caught.
     pub passed: bool,
+    /// `pass`, `FAIL`, `caught` (a sabotage), or `pass, policy loss` (a loss the
+    /// configuration under test allows, reported rather than hidden).
+    pub result: &'static str,
     pub problems: Vec<String>,
     pub verdict: Verdict,
     pub timeline: Vec<Step>,
@@ -66,6 +87,8 @@ pub struct Outcome {
     pub warnings: Vec<(String, u64)>,
     pub seconds: f64,
     pub logs: Option<PathBuf>,
+    pub samples: Vec<Sample>,
+    pub backlog: Vec<Backlog>,
 }
 
 pub async fn run(scenario: &Scenario, options: &Options) -> anyhow::Result<Outcome> {
@@ -108,7 +131,8 @@ async fn drive(
 ) -> anyhow::Result<Outcome> {
     let (stop, stopped) = watch::channel(false);
     let notify = cluster.addrs(Role::Notify);
-    let clients = spawn_clients(scenario, &notify, &stopped, began, options.seed);
+    let service = Endpoints::probe(notify.clone());
+    let clients = spawn_clients(scenario, &service, &stopped, began, options.seed);
     let dead: Vec<_> = (0..scenario.clients.dead)
         .map(|i| client::spawn_dead(notify[i % notify.len()], stopped.clone()))
         .collect();
@@ -137,14 +161,30 @@ async fn drive(
     let sources = tokio::spawn(source::run(
         plan,
         run.to_owned(),
-        cluster.addrs(Role::Listener),
+        Endpoints::probe(cluster.addrs(Role::Listener)),
     ));
     let mut timeline = Vec::new();
     for (at, fault) in &scenario.faults {
         tokio::time::sleep_until((began + posting + Duration::from_secs_f64(*at)).into()).await;
         apply(cluster, *fault, began + posting, &mut timeline).await;
     }
-    let (posts, accepted, cancels) = sources.await?;
+    let (mut samples, mut backlog) = (Vec::new(), Vec::new());
+    let mut sources = sources;
+    let (posts, accepted, cancels) = if let Some(every) = scenario.sample_every {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                done = &mut sources => break done?,
+                _ = ticks.tick() => {
+                    let at_s = began.elapsed().as_secs_f64();
+                    samples.extend(footprints(cluster, at_s));
+                    backlog.push(Backlog { at_s, messages: queue_depth(&cluster.queue).await });
+                }
+            }
+        }
+    } else {
+        sources.await?
+    };
     cluster.all_ready(Duration::from_secs(30)).await?;
 
     // Drained: every accepted alert applied and every window closed; or no window open
@@ -231,8 +271,18 @@ async fn drive(
         ));
     }
     let passed = match scenario.caught {
+        None if scenario.policy_loss => {
+            let only_lost = verdict.failures.iter().all(|f| f.contains(LOST));
+            only_lost && problems.is_empty()
+        }
         None => verdict.passed && problems.is_empty(),
         Some(what) => !verdict.passed && verdict.failures.iter().any(|f| f.contains(what)),
+    };
+    let result = match (passed, scenario.caught, verdict.alerts.lost) {
+        (false, _, _) => "FAIL",
+        (true, Some(_), _) => "caught",
+        (true, None, 0) => "pass",
+        (true, None, _) => "pass, policy loss",
     };
     if options.keep || !passed {
         let json = serde_json::to_vec(&recording)?;
@@ -243,6 +293,7 @@ async fn drive(
         scenario: scenario.name.to_owned(),
         about: scenario.about.to_owned(),
         passed,
+        result,
         problems,
         verdict,
         timeline,
@@ -252,12 +303,14 @@ async fn drive(
         warnings: Vec::new(),
         seconds: 0.0,
         logs: None,
+        samples,
+        backlog,
     })
 }
 
 fn spawn_clients(
     scenario: &Scenario,
-    notify: &[std::net::SocketAddr],
+    notify: &Endpoints,
     stopped: &watch::Receiver<bool>,
     began: Instant,
     seed: u64,
@@ -285,7 +338,7 @@ fn spawn_clients(
                 locations,
                 home: i % notify.len(),
             };
-            clients.push(client::spawn(spec, notify.to_vec(), stopped.clone(), began));
+            clients.push(client::spawn(spec, notify.clone(), stopped.clone(), began));
         }
     }
     clients
@@ -396,6 +449,46 @@ fn reconnect_gaps(recording: &Recording) -> (u64, u64) {
     (gaps.last().copied().unwrap_or(0), p99)
 }
 
+/// Resident memory and open files of every process, from /proc.
+fn footprints(cluster: &Cluster, at_s: f64) -> Vec<Sample> {
+    cluster
+        .pids()
+        .into_iter()
+        .map(|(process, pid)| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let rss_kib = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0);
+            let open_files = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| d.count() as u64)
+                .unwrap_or(0);
+            Sample {
+                at_s,
+                process,
+                rss_kib,
+                open_files,
+            }
+        })
+        .collect()
+}
+
+/// Messages in the run's queue (ready and unacked), from `rabbitmqctl`.
+async fn queue_depth(queue: &str) -> Option<u64> {
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name", "messages"])
+        .output()
+        .await
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let (name, messages) = line.split_once('\t')?;
+            (name == queue).then(|| messages.trim().parse().ok())?
+        })
+}
+
 async fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new("rabbitmqctl")
         .arg("-q")
@@ -479,6 +572,14 @@ async fn apply(cluster: &mut Cluster, fault: Fault, zero: Instant, timeline: &mu
         Fault::RedisKill => {
             cluster.kill_redis().await;
             step("kill -9 redis".into(), Ok(None));
+        }
+        Fault::RedisPowerLoss => {
+            let result = cluster.power_loss(Duration::from_secs(1)).await;
+            let what = match &result {
+                Ok(bytes) => format!("kill -9 redis, last 1 s of AOF lost ({bytes} bytes)"),
+                Err(_) => "kill -9 redis, last 1 s of AOF lost".to_owned(),
+            };
+            step(what, result.map(|_| None));
         }
         Fault::RedisStart => {
             let result = cluster.start_redis().await.map(Some);

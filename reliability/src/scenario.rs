@@ -20,6 +20,10 @@ pub enum Fault {
     BrokerStart,
     Network(Links, Condition),
     RedisKill,
+    /// kill -9 of Redis and the last second of its AOF gone: what a power loss does
+    /// with `appendfsync everysec` (a process kill loses nothing: the kernel has the
+    /// writes).
+    RedisPowerLoss,
     RedisStart,
     /// Sabotage, for the checker's own test: purges the run's queue, so accepted
     /// alerts are never applied (what an ack before commit does when a processor dies).
@@ -48,6 +52,12 @@ pub struct Scenario {
     pub no_5xx: bool,
     /// A sabotage: the run passes only if the verdict fails with this in a line.
     pub caught: Option<&'static str>,
+    /// Accepted alerts may be lost by the configuration under test (Redis's fsync
+    /// policy on a power loss): the run passes if nothing else fails, and the loss
+    /// is reported.
+    pub policy_loss: bool,
+    /// A soak: every process's memory and open files, and the backlog, this often.
+    pub sample_every: Option<Duration>,
 }
 
 const STANDARD: Mix = Mix {
@@ -68,6 +78,8 @@ fn scenario(name: &'static str, about: &'static str, faults: Vec<(f64, Fault)>) 
         faults,
         no_5xx: false,
         caught: None,
+        policy_loss: false,
+        sample_every: None,
     }
 }
 
@@ -76,6 +88,27 @@ fn kill(role: Role, index: usize, at: f64, pause: f64) -> [(f64, Fault); 2] {
         (at, Fault::Kill(role, index)),
         (at + pause, Fault::Start(role, index)),
     ]
+}
+
+/// No fault, for `minutes` at `rate` POSTs/s, with `clients` Socket.IO and SSE clients
+/// (a tenth of them slow): memory and open files sampled every minute.
+pub fn soak(minutes: f64, rate: f64, clients: usize) -> Scenario {
+    Scenario {
+        seconds: minutes * 60.0,
+        rate,
+        clients: Mix {
+            socketio: clients * 7 / 10,
+            sse: clients * 2 / 10,
+            slow: clients / 10,
+            dead: 0,
+        },
+        sample_every: Some(Duration::from_secs(60)),
+        ..scenario(
+            "soak",
+            "no fault, for a long time: memory and open files must stay flat",
+            vec![],
+        )
+    }
 }
 
 pub fn all() -> Vec<Scenario> {
@@ -151,6 +184,14 @@ pub fn all() -> Vec<Scenario> {
                 "redis-always",
                 "Redis (AOF appendfsync always) killed -9 at +10 s, started 2 s later",
                 vec![(10.0, RedisKill), (12.0, RedisStart)],
+            )
+        },
+        Scenario {
+            policy_loss: true,
+            ..scenario(
+                "redis-power-loss",
+                "Redis (AOF everysec) killed -9 at +10 s with its last second of AOF writes gone, as after a power loss; started 2 s later",
+                vec![(10.0, RedisPowerLoss), (12.0, RedisStart)],
             )
         },
         scenario(

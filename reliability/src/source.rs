@@ -4,7 +4,6 @@
 //! idempotency keys on a 5xx, a timeout or a refused connection, on the other listener.
 
 use std::{
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -14,7 +13,10 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::record::{Accepted, AcceptedCancel, Posts};
+use crate::{
+    endpoints::Endpoints,
+    record::{Accepted, AcceptedCancel, Posts},
+};
 
 const TYPES: [&str; 4] = [
     "Rocket Alert",
@@ -193,7 +195,7 @@ fn body(run: &str, n: u64, plan: &Plan, rng: &mut fastrand::Rng) -> (Body, Optio
 pub async fn run(
     plan: Plan,
     run: String,
-    listeners: Vec<SocketAddr>,
+    listeners: Endpoints,
 ) -> (Posts, Vec<Accepted>, Vec<AcceptedCancel>) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
@@ -250,7 +252,7 @@ pub async fn run(
 
 async fn post(
     http: &reqwest::Client,
-    listeners: &[SocketAddr],
+    listeners: &Endpoints,
     home: usize,
     body: &Arc<Body>,
     resend: bool,
@@ -263,7 +265,7 @@ async fn post(
         outcome.posts.resent += resend as u64;
     }
     for attempt in 0u32.. {
-        let listener = listeners[(home + attempt as usize) % listeners.len()];
+        let (_, listener) = listeners.pick(home + attempt as usize);
         let sent = http
             .post(format!("http://{listener}/api/alerts"))
             .header("content-type", body.content_type)

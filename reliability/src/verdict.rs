@@ -19,6 +19,9 @@ use uuid::Uuid;
 
 use crate::record::{ClientRecord, Posts, Recording};
 
+/// The failure line of accepted alerts the state does not hold.
+pub const LOST: &str = "accepted alert-locations lost";
+
 /// How many examples each figure keeps, for the report.
 const EXAMPLES: usize = 5;
 
