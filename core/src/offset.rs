@@ -25,6 +25,16 @@ impl Offset {
     pub const fn new(ms: u64, seq: u64) -> Offset {
         Offset { ms, seq }
     }
+
+    /// The greatest offset before this one (`None` for [`Offset::START`]): reading the
+    /// log after it starts with the event at this offset, if the log holds it.
+    pub const fn before(self) -> Option<Offset> {
+        match (self.ms, self.seq) {
+            (0, 0) => None,
+            (ms, 0) => Some(Offset::new(ms - 1, u64::MAX)),
+            (ms, seq) => Some(Offset::new(ms, seq - 1)),
+        }
+    }
 }
 
 /// Text that is not `<ms>-<seq>`.
@@ -82,6 +92,15 @@ impl utoipa::ToSchema for Offset {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn before_is_the_greatest_smaller_offset() {
+        assert_eq!(Offset::START.before(), None);
+        assert_eq!(Offset::new(5, 3).before(), Some(Offset::new(5, 2)));
+        assert_eq!(Offset::new(5, 0).before(), Some(Offset::new(4, u64::MAX)));
+        let before = Offset::new(5, 0).before().unwrap();
+        assert!(before < Offset::new(5, 0) && before > Offset::new(4, 7));
+    }
 
     fn offset(text: &str) -> Offset {
         text.parse().unwrap()

@@ -46,6 +46,18 @@ pub trait EventLog: Send + Sync + 'static {
     async fn active(&self, locations: Option<&[String]>) -> Result<Vec<Window>, StateError>;
     /// A location's newest `limit` history entries, newest first.
     async fn history(&self, location: &str, limit: u64) -> Result<Vec<HistoryEntry>, StateError>;
+    /// Whether the log still holds the event at `offset`. An offset someone was given
+    /// (a client's resume point, notify's fan-out position) that the log no longer
+    /// holds, though not trimmed, means the state came back without its newest writes
+    /// (Redis restarted from an AOF that missed them): what was delivered after it may
+    /// be forgotten, and nobody may resume from it.
+    async fn holds(&self, offset: Offset) -> Result<bool, StateError> {
+        let Some(before) = offset.before() else {
+            return Ok(false);
+        };
+        let next = self.events_after(before, 1).await?;
+        Ok(next.first().is_some_and(|event| event.offset == offset))
+    }
 }
 
 /// What the live feed delivers: events as they are appended, and the conditions under

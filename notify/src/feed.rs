@@ -12,13 +12,14 @@
 //!
 //! When the log is ahead, the missing events are read with `XRANGE (last +` in pages
 //! and fanned out in offset order before any newer live message. If the log was
-//! trimmed past the last offset, events were lost for good and every client is told
-//! to resynchronise from a snapshot. `/readyz` fails while the subscriber is down or
+//! trimmed past the last offset, or no longer holds it (Redis restarted without its
+//! newest writes), events were lost for good and every client is told to
+//! resynchronise from a snapshot. `/readyz` fails while the subscriber is down or
 //! the log cannot be read.
 
 use std::{sync::Arc, time::Duration};
 
-use alert_core::{LiveFeed, LiveSignal, StateError};
+use alert_core::{Event, LiveFeed, LiveSignal, StateError};
 use tokio::sync::watch;
 
 use alert_core::Offset;
@@ -145,10 +146,26 @@ async fn catch_up(hub: &Hub) -> bool {
 }
 
 async fn fill(hub: &Hub) -> Result<u64, StateError> {
-    let Some(newest) = hub.store.latest_events(1).await?.pop() else {
+    let newest = hub.store.latest_events(1).await?.pop();
+    let last = hub.position().offset;
+    if let Some(last) = last
+        && !hub.store.holds(last).await?
+    {
+        // Redis came back without its newest writes (an AOF that had not reached the
+        // disk): clients were sent events the state no longer has. Only a snapshot is
+        // the truth now, and a resume from a forgotten offset answers `recovered:
+        // false` (Hub::replay).
+        tracing::error!(
+            position = %last,
+            "the event log no longer holds events this pod delivered (Redis lost its newest writes)"
+        );
+        hub.metrics.log_regressions.inc();
+        resync_at(hub, newest).await?;
+        return Ok(0);
+    }
+    let Some(newest) = newest else {
         return Ok(0);
     };
-    let last = hub.position().offset;
     if Some(newest.offset) <= last {
         return Ok(0);
     }
@@ -157,15 +174,7 @@ async fn fill(hub: &Hub) -> Result<u64, StateError> {
         && oldest > last
     {
         // The events right after `last` may be gone: nobody can be sure to have all.
-        hub.set_position(Position {
-            epoch: Some(newest.epoch.clone()),
-            offset: None,
-        });
-        hub.resync_all();
-        hub.set_position(Position {
-            epoch: Some(newest.epoch),
-            offset: Some(newest.offset),
-        });
+        resync_at(hub, Some(newest)).await?;
         return Ok(0);
     }
     // Nothing fanned out yet: the log was empty when this pod started, so all of it
@@ -184,4 +193,22 @@ async fn fill(hub: &Hub) -> Result<u64, StateError> {
         }
     }
     Ok(filled)
+}
+
+/// Every client resynchronises from a snapshot; the feed goes on from `newest`.
+async fn resync_at(hub: &Hub, newest: Option<Event>) -> Result<(), StateError> {
+    let epoch = match &newest {
+        Some(event) => Some(event.epoch.clone()),
+        None => hub.store.epoch().await?,
+    };
+    hub.set_position(Position {
+        epoch: epoch.clone(),
+        offset: None,
+    });
+    hub.resync_all();
+    hub.set_position(Position {
+        epoch,
+        offset: newest.map(|event| event.offset),
+    });
+    Ok(())
 }

@@ -557,6 +557,12 @@ impl Hub {
         let Some(from) = since.offset else {
             return Ok(lost);
         };
+        // The client's last event (or snapshot position) must still be in the log: if
+        // the state came back without it, what the client saw after it may be gone
+        // from the state too, and only a snapshot is the truth.
+        if !self.store.holds(from).await? {
+            return Ok(lost);
+        }
         let up_to_date = Replay {
             missed: Vec::new(),
             recovered: true,

@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     /// Gaps in the live feed filled from the event log, and the events they held.
     pub(crate) gaps_filled: IntCounter,
     pub(crate) gap_events: IntCounter,
+    pub(crate) log_regressions: IntCounter,
     /// Clients disconnected because their send buffer was full and their backlog too.
     pub(crate) slow_clients: IntCounterVec,
     /// Times a Socket.IO client's send buffer was full and its events were held for it.
@@ -73,6 +74,11 @@ impl Metrics {
             "Events the live feed missed and the event log supplied",
         )
         .expect("valid metric");
+        let log_regressions = IntCounter::new(
+            "alerts_notify_log_regressions_total",
+            "Times the event log no longer held an event this pod had delivered (Redis lost writes); every client resynchronised",
+        )
+        .expect("valid metric");
         let slow_clients = IntCounterVec::new(
             Opts::new(
                 "alerts_notify_slow_client_disconnects_total",
@@ -98,6 +104,7 @@ impl Metrics {
             Box::new(feed_lag.clone()),
             Box::new(gaps_filled.clone()),
             Box::new(gap_events.clone()),
+            Box::new(log_regressions.clone()),
             Box::new(slow_clients.clone()),
             Box::new(clients_behind.clone()),
             Box::new(feed_up.clone()),
@@ -112,6 +119,7 @@ impl Metrics {
             feed_lag,
             gaps_filled,
             gap_events,
+            log_regressions,
             slow_clients,
             clients_behind,
             feed_up,
