@@ -353,7 +353,11 @@ impl Cluster {
                     cluster.links.push(link);
                 }
                 match role {
-                    Role::Processor => env.push(("HISTORY_LEN".into(), "100000".into())),
+                    // The verdict reads the whole log and every history at the end.
+                    Role::Processor => {
+                        env.push(("HISTORY_LEN".into(), "1000000".into()));
+                        env.push(("EVENT_LOG_MAX_LEN".into(), "50000000".into()));
+                    }
                     // Short heartbeats, so a client that never answers is dropped within
                     // a run.
                     Role::Notify => {

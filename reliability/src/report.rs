@@ -8,15 +8,15 @@ pub fn table(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| scenario | result | accepted | lost | dup | windows | bad windows | client events | delivered | reported | missing | dup | order | forgotten (told/untold) | resumes (recovered/not) | gap max ms | 5xx | retried | close late max ms | s |"
+        "| scenario | result | accepted | lost | dup | windows | bad windows | client events | delivered | reported | missing | in flight (slow/stalled) | dup | order | forgotten (told/untold) | resumes (recovered/not) | gap max ms | 5xx | retried | close late max ms | s |"
     );
-    let _ = writeln!(out, "|{}", "---|".repeat(20));
+    let _ = writeln!(out, "|{}", "---|".repeat(21));
     for o in outcomes {
         let v = &o.verdict;
         let (a, w, c, p) = (&v.alerts, &v.windows, &v.clients, &v.posts);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} | {} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {}/{} | {}/{} | {} | {} | {} | {} | {:.0} |",
             o.scenario,
             o.result,
             a.accepted,
@@ -28,6 +28,8 @@ pub fn table(outcomes: &[Outcome]) -> String {
             c.delivered,
             c.reported,
             c.missing,
+            c.in_flight_slow,
+            c.in_flight_stalled,
             c.duplicated,
             c.out_of_order,
             c.unlogged_told,

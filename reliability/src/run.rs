@@ -86,6 +86,9 @@ pub struct Outcome {
     /// WARN/ERROR lines each service logged.
     pub warnings: Vec<(String, u64)>,
     pub seconds: f64,
+    /// How long the sources took to post everything (longer than planned: the
+    /// pipeline could not take the rate).
+    pub posting_s: f64,
     pub logs: Option<PathBuf>,
     pub samples: Vec<Sample>,
     pub backlog: Vec<Backlog>,
@@ -185,6 +188,7 @@ async fn drive(
     } else {
         sources.await?
     };
+    let posting_s = (began.elapsed() - posting).as_secs_f64();
     cluster.all_ready(Duration::from_secs(30)).await?;
 
     // Drained: every accepted alert applied and every window closed; or no window open
@@ -284,7 +288,8 @@ async fn drive(
         (true, None, 0) => "pass",
         (true, None, _) => "pass, policy loss",
     };
-    if options.keep || !passed {
+    // A soak's recording runs to gigabytes: kept only when asked for.
+    if options.keep || (!passed && recording.log.len() < 500_000) {
         let json = serde_json::to_vec(&recording)?;
         std::fs::write(cluster.dir.join("recording.json"), json)?;
     }
@@ -302,6 +307,7 @@ async fn drive(
         reconnect_gap_ms_p99,
         warnings: Vec::new(),
         seconds: 0.0,
+        posting_s,
         logs: None,
         samples,
         backlog,

@@ -17,7 +17,7 @@ use alert_core::{CloseReason, Event, EventType, Offset};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::record::{ClientRecord, Posts, Recording};
+use crate::record::{ClientKind, ClientRecord, Posts, Recording};
 
 /// The failure line of accepted alerts the state does not hold.
 pub const LOST: &str = "accepted alert-locations lost";
@@ -81,8 +81,13 @@ pub struct Clients {
     pub delivered: u64,
     /// In a gap a resume reported with `recovered: false`: the snapshot replaced them.
     pub reported: u64,
-    /// Neither delivered nor reported: silent loss.
+    /// Neither delivered nor reported, with later events delivered: silent loss.
     pub missing: u64,
+    /// Not delivered when the run stopped the client, after everything it did get:
+    /// still in flight to a reader too slow to keep up (a failure for any other
+    /// client: its deliveries stalled).
+    pub in_flight_slow: u64,
+    pub in_flight_stalled: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
     /// Received, then forgotten by the log; `told`: a later join said so.
@@ -120,6 +125,10 @@ pub fn judge(recording: &Recording) -> Verdict {
     fail(windows.overlapping, "windows open twice at one location");
     fail(windows.never_closed, "windows never closed");
     fail(clients.missing, "events missing at clients, not reported");
+    fail(
+        clients.in_flight_stalled,
+        "events never delivered to clients that keep up",
+    );
     fail(clients.duplicated, "events delivered twice to a client");
     fail(clients.out_of_order, "events delivered out of order");
     fail(
@@ -361,8 +370,18 @@ fn judge_client(
         }
     }
 
-    // Every event of its locations after it first joined.
+    // Every event of its locations after it first joined. Those after the last one it
+    // got, when the run stopped it mid-session, were still on their way.
     let joined_at = first.joined.offset;
+    let last_session = &client.sessions[client.sessions.len() - 1];
+    let stopped_after = (last_session.ended == "stopped").then(|| {
+        client
+            .sessions
+            .iter()
+            .flat_map(|s| s.received.iter().map(|e| e.offset))
+            .chain(last_session.joined.offset)
+            .max()
+    });
     for event in &recording.log {
         if !wants(&event.location) || Some(event.offset) <= joined_at {
             continue;
@@ -375,6 +394,19 @@ fn judge_client(
             .any(|(since, upto)| *since < Some(event.offset) && Some(event.offset) <= *upto)
         {
             figures.reported += 1;
+        } else if stopped_after.is_some_and(|last| Some(event.offset) > last) {
+            match client.kind {
+                ClientKind::Slow => figures.in_flight_slow += 1,
+                _ => {
+                    figures.in_flight_stalled += 1;
+                    example(&mut figures.examples, || {
+                        format!(
+                            "{}: never got {} at {}",
+                            client.name, event.offset, event.location
+                        )
+                    });
+                }
+            }
         } else {
             figures.missing += 1;
             example(&mut figures.examples, || {
@@ -564,7 +596,7 @@ mod tests {
         let mut n = 0;
         received.retain(|_| {
             n += 1;
-            n % 100 != 0
+            n % 100 != 50
         });
         assert_eq!(before - received.len(), 4);
         let verdict = judge(&recording);
@@ -588,6 +620,40 @@ mod tests {
         assert_eq!(verdict.clients.missing, 5);
         assert_eq!(verdict.clients.resumed_recovered, 1);
         assert!(!verdict.passed);
+    }
+
+    #[test]
+    fn events_still_on_their_way_to_a_slow_reader_are_not_missing_but_a_stall_is() {
+        let mut recording = faithful(20);
+        recording.clients[0].sessions[0].received.truncate(30);
+        let verdict = judge(&recording);
+        assert_eq!(verdict.clients.in_flight_stalled, 10);
+        assert_eq!(verdict.clients.missing, 0);
+        assert!(
+            !verdict.passed,
+            "a client that keeps up must get everything"
+        );
+
+        recording.clients[0].kind = ClientKind::Slow;
+        let verdict = judge(&recording);
+        assert_eq!(verdict.clients.in_flight_slow, 10);
+        assert!(verdict.passed, "{:?}", verdict.failures);
+
+        // A hole before what it got is loss, slow or not.
+        recording.clients[0].sessions[0].received.remove(5);
+        assert_eq!(judge(&recording).clients.missing, 1);
+    }
+
+    #[test]
+    fn one_alert_for_two_locations_opens_two_windows_with_one_id() {
+        let mut recording = faithful(2);
+        let id = recording.log[0].window_id;
+        for event in recording.log.iter_mut().filter(|e| e.location == "loc-1") {
+            event.window_id = id;
+        }
+        let verdict = judge(&recording);
+        assert_eq!(verdict.windows.windows, 2);
+        assert!(verdict.passed, "{:?}", verdict.failures);
     }
 
     #[test]
