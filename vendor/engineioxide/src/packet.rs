@@ -170,7 +170,9 @@ impl TryFrom<Str> for Packet {
             .as_bytes()
             .first()
             .ok_or(Error::InvalidPacketType(None))?;
-        let is_upgrade = value.len() == 6 && &value[1..6] == "probe";
+        // alert-broadcaster patch: compared as bytes. `&value[1..6]` panicked on a 6-byte
+        // packet whose first character is longer than one byte (`€3[]`).
+        let is_upgrade = value.as_bytes().get(1..) == Some(b"probe".as_slice());
         let res = match packet_type {
             b'1' => Packet::Close,
             b'2' if is_upgrade => Packet::PingUpgrade,
@@ -272,6 +274,16 @@ mod tests {
 
     use super::*;
     use std::{convert::TryInto, time::Duration};
+
+    // alert-broadcaster patch: a regression test for the char-boundary panic.
+    #[test]
+    fn a_multibyte_first_character_is_an_invalid_packet_not_a_panic() {
+        for text in ["\u{20ac}3[]", "\u{20ac}probe", "\u{e9}4xyz"] {
+            assert!(Packet::try_from(text.to_owned()).is_err(), "{text:?}");
+        }
+        assert_eq!(Packet::try_from("2probe".to_owned()).unwrap(), Packet::PingUpgrade);
+        assert_eq!(Packet::try_from("3probe".to_owned()).unwrap(), Packet::PongUpgrade);
+    }
 
     #[test]
     fn test_open_packet() {
