@@ -106,6 +106,7 @@ pub fn json_body(g: &mut Gen, ctx: &Context) -> Vec<u8> {
         let other = &corpus[g.below(corpus.len())];
         synth::mutate_bytes(g, &mut body, JSON_TOKENS, other);
     }
+    body.truncate(MAX_BODY);
     body
 }
 
@@ -231,6 +232,8 @@ pub fn cap_body(g: &mut Gen, ctx: &Context) -> Vec<u8> {
                 let element = g.pick(&["info", "area", "geocode", "parameter"]);
                 if let Some(block) = element_block(&text, element) {
                     let copies = g.pick(&[1usize, 2, 10, 1000]);
+                    let copies =
+                        copies.min(MAX_BODY.saturating_sub(text.len()) / block.len().max(1));
                     let end = text.find(&block).map(|i| i + block.len()).unwrap_or(0);
                     text.insert_str(end, &block.repeat(copies));
                 }
@@ -255,8 +258,12 @@ pub fn cap_body(g: &mut Gen, ctx: &Context) -> Vec<u8> {
         let other = &corpus[g.below(corpus.len())];
         synth::mutate_bytes(g, &mut body, CAP_TOKENS, other);
     }
+    body.truncate(MAX_BODY);
     body
 }
+
+/// The listener's default body limit: nothing longer reaches a parser.
+pub const MAX_BODY: usize = 1024 * 1024;
 
 fn char_boundary(text: &str, mut at: usize) -> usize {
     while !text.is_char_boundary(at) {

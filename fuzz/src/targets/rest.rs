@@ -33,7 +33,16 @@ fn locations(g: &mut Gen) -> String {
 }
 
 fn offset(g: &mut Gen, ctx: &Context) -> String {
-    match g.below(4) {
+    match g.below(5) {
+        4 => g
+            .pick(&[
+                "18446744073709551615-18446744073709551615",
+                "18446744073709551615-0",
+                "0-18446744073709551615",
+                "0-0",
+                "0-1",
+            ])
+            .to_owned(),
         0 if !ctx.offsets.is_empty() => ctx.offsets[g.below(ctx.offsets.len())].clone(),
         1 => {
             let ms = ctx.now.timestamp_millis() as u64 + g.below(100_000) as u64 - 50_000;
@@ -66,14 +75,19 @@ fn limit(g: &mut Gen) -> String {
 /// One `key=value` pair, or a broken one.
 fn param(g: &mut Gen, key: &str, value: &str) -> String {
     match g.below(30) {
-        0 => key.to_owned(),
-        1 => format!("{key}="),
+        0 => synth::query_value(g, key),
+        1 => format!("{}=", synth::query_value(g, key)),
         2 => format!(
             "{}={}",
             synth::query_value(g, key),
             synth::query_value(g, value)
         ),
-        _ => format!("{key}={}", synth::query_value(g, value)),
+        // Keys are ours (ASCII); generated ones go through the `2` arm.
+        _ => format!(
+            "{}={}",
+            synth::query_value(g, key),
+            synth::query_value(g, value)
+        ),
     }
 }
 
@@ -90,11 +104,11 @@ pub fn generate(g: &mut Gen, ctx: &Context) -> Case {
             &["&", "=", "%", ",", "%2C", "%00", "?", "#"],
             &other,
         );
-        // Keep it a request target hyper reads: other bytes percent-encoded.
+        // Keep it a request target the http crate takes: other bytes percent-encoded.
         params.push(
             line.iter()
                 .map(|&b| {
-                    if b.is_ascii_graphic() {
+                    if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b) {
                         (b as char).to_string()
                     } else {
                         format!("%{b:02X}")

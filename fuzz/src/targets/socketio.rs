@@ -199,6 +199,9 @@ pub fn generate_socket(g: &mut Gen, ctx: &Context) -> Case {
         }
         _ => "EIO=4&transport=websocket".to_owned(),
     };
+    // http::Uri takes at most 64 KiB: beyond, the client itself refuses.
+    let mut query = query;
+    query.truncate(60_000);
     let mut frames = Vec::new();
     let connect = match g.below(10) {
         0..=5 => format!("40{}", subscription(g, ctx).text()),
