@@ -118,3 +118,20 @@ pub enum Case {
     /// An Engine.IO polling request.
     Polling(PollCase),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_round_trip_as_text_or_hex() {
+        for bytes in [b"{\"a\":1}".to_vec(), vec![0xff, 0x00, 0xc3], Vec::new()] {
+            let json = serde_json::to_string(&Blob(bytes.clone())).unwrap();
+            assert_eq!(serde_json::from_str::<Blob>(&json).unwrap(), Blob(bytes));
+        }
+        assert_eq!(
+            serde_json::to_string(&Blob(vec![0xff, 1])).unwrap(),
+            r#"{"hex":"ff01"}"#
+        );
+    }
+}

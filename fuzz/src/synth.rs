@@ -629,3 +629,55 @@ pub fn query_value(g: &mut Gen, text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Target;
+
+    fn context() -> Context {
+        Context {
+            now: "2026-11-22T10:00:00Z".parse().unwrap(),
+            epoch: Some("e1".into()),
+            offsets: vec!["1700000000000-0".into()],
+            api_key: "k".into(),
+            corpus: crate::corpus::Corpus::load(&crate::corpus::default_dir()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_case_is_a_function_of_seed_target_and_index() {
+        let ctx = context();
+        for target in Target::ALL {
+            let case = |seed, index| {
+                let mut g = Gen::for_case(seed, target.name(), index);
+                serde_json::to_string(&target.generate(&mut g, &ctx)).unwrap()
+            };
+            for index in 0..50 {
+                assert_eq!(case(7, index), case(7, index), "{target:?} {index}");
+            }
+            let distinct: std::collections::HashSet<String> = (0..50).map(|i| case(7, i)).collect();
+            assert!(
+                distinct.len() > 25,
+                "{target:?}: {} distinct of 50",
+                distinct.len()
+            );
+        }
+    }
+
+    #[test]
+    fn generated_bodies_stay_within_the_body_limit() {
+        let ctx = context();
+        for index in 0..2000 {
+            let mut g = Gen::for_case(1, "limit", index);
+            assert!(
+                crate::targets::parse::cap_body(&mut g, &ctx).len()
+                    <= crate::targets::parse::MAX_BODY
+            );
+            assert!(
+                crate::targets::parse::json_body(&mut g, &ctx).len()
+                    <= crate::targets::parse::MAX_BODY
+            );
+        }
+    }
+}
