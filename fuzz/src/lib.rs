@@ -76,6 +76,8 @@ pub struct TargetReport {
     pub seconds: f64,
     pub outcomes: BTreeMap<String, u64>,
     pub failures: u64,
+    /// The longest case: its duration in ms and its index (to regenerate it).
+    pub slowest: (f64, u64),
 }
 
 impl TargetReport {
@@ -108,8 +110,8 @@ impl Report {
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "{:<12} {:>10} {:>8} {:>10} {:>8}  outcomes\n",
-            "target", "inputs", "seconds", "inputs/s", "failed"
+            "{:<12} {:>10} {:>8} {:>10} {:>8} {:>12}  outcomes\n",
+            "target", "inputs", "seconds", "inputs/s", "failed", "slowest ms"
         ));
         for t in &self.targets {
             let mut outcomes: Vec<(&String, &u64)> = t.outcomes.iter().collect();
@@ -120,12 +122,13 @@ impl Report {
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect();
             out.push_str(&format!(
-                "{:<12} {:>10} {:>8.1} {:>10.0} {:>8}  {}\n",
+                "{:<12} {:>10} {:>8.1} {:>10.0} {:>8} {:>12}  {}\n",
                 t.target.name(),
                 t.inputs,
                 t.seconds,
                 t.per_second(),
                 t.failures,
+                format!("{:.0} #{}", t.slowest.0, t.slowest.1),
                 shown.join(", ")
             ));
         }
@@ -265,6 +268,7 @@ struct Tally {
     outcomes: Mutex<BTreeMap<String, u64>>,
     failures: AtomicU64,
     files: Mutex<Vec<PathBuf>>,
+    slowest: Mutex<(Duration, u64)>,
 }
 
 async fn run_target(
@@ -283,6 +287,7 @@ async fn run_target(
         outcomes: Mutex::new(BTreeMap::new()),
         failures: AtomicU64::new(0),
         files: Mutex::new(Vec::new()),
+        slowest: Mutex::new((Duration::ZERO, 0)),
     });
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..target.concurrency() {
@@ -307,7 +312,15 @@ async fn run_target(
                 }
                 let mut g = synth::Gen::for_case(seed, target.name(), index);
                 let case = target.generate(&mut g, &ctx);
+                let began = Instant::now();
                 let verdict = judge(&stack, &case, &mut worker, timeout).await;
+                let took = began.elapsed();
+                {
+                    let mut slowest = tally.slowest.lock().expect("tally");
+                    if took > slowest.0 {
+                        *slowest = (took, index);
+                    }
+                }
                 match verdict {
                     Ok(outcome) => {
                         *tally
@@ -352,7 +365,9 @@ async fn run_target(
     }
     let inputs = next.load(Ordering::SeqCst);
     let tally = Arc::into_inner(tally).expect("workers are done");
+    let (took, index) = tally.slowest.into_inner().expect("tally");
     let report = TargetReport {
+        slowest: (took.as_secs_f64() * 1000.0, index),
         target,
         inputs,
         seconds: started.elapsed().as_secs_f64(),
@@ -393,6 +408,21 @@ fn write_failure(dir: &Path, file: &FailureFile) -> std::io::Result<PathBuf> {
     ));
     std::fs::write(&path, serde_json::to_vec_pretty(file)?)?;
     Ok(path)
+}
+
+/// The case `index` of `target` with `seed`, as a run starting now would generate it
+/// (without the epoch and offsets of a running stack).
+pub fn generate(target: Target, seed: u64, index: u64, corpus: &Path) -> anyhow::Result<Case> {
+    let ctx = synth::Context {
+        now: chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() / 60 * 60, 0)
+            .expect("now"),
+        epoch: None,
+        offsets: Vec::new(),
+        api_key: stack::API_KEY.to_owned(),
+        corpus: corpus::Corpus::load(corpus)?,
+    };
+    let mut g = synth::Gen::for_case(seed, target.name(), index);
+    Ok(target.generate(&mut g, &ctx))
 }
 
 /// Runs the case of a failure file again; `Err` if it still fails.

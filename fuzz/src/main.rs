@@ -33,6 +33,14 @@ enum Command {
         #[arg(long)]
         corpus: Option<PathBuf>,
     },
+    /// Prints a generated case as JSON (the run's clock is now's minute).
+    Show {
+        target: Target,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        index: u64,
+    },
     /// Runs the case of each failure file again; exits 1 if one still fails.
     Replay {
         files: Vec<PathBuf>,
@@ -75,6 +83,23 @@ fn main() -> ExitCode {
                         } else {
                             ExitCode::FAILURE
                         }
+                    }
+                    Err(error) => {
+                        eprintln!("alert-fuzz: {error:#}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
+            Command::Show {
+                target,
+                seed,
+                index,
+            } => {
+                match alert_fuzz::generate(target, seed, index, &alert_fuzz::corpus::default_dir())
+                {
+                    Ok(case) => {
+                        println!("{}", serde_json::to_string_pretty(&case).expect("JSON"));
+                        ExitCode::SUCCESS
                     }
                     Err(error) => {
                         eprintln!("alert-fuzz: {error:#}");
