@@ -275,16 +275,6 @@ mod tests {
     use super::*;
     use std::{convert::TryInto, time::Duration};
 
-    // alert-broadcaster patch: a regression test for the char-boundary panic.
-    #[test]
-    fn a_multibyte_first_character_is_an_invalid_packet_not_a_panic() {
-        for text in ["\u{20ac}3[]", "\u{20ac}probe", "\u{e9}4xyz"] {
-            assert!(Packet::try_from(text.to_owned()).is_err(), "{text:?}");
-        }
-        assert_eq!(Packet::try_from("2probe".to_owned()).unwrap(), Packet::PingUpgrade);
-        assert_eq!(Packet::try_from("3probe".to_owned()).unwrap(), Packet::PongUpgrade);
-    }
-
     #[test]
     fn test_open_packet() {
         let sid = Sid::new();
