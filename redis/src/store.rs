@@ -320,6 +320,11 @@ impl Store {
 
     /// Up to `limit` events after `after` (exclusive), oldest first.
     pub async fn events_after(&self, after: Offset, limit: u64) -> Result<Vec<Event>, Error> {
+        // `(id` makes Redis start at the id after `after`; the last possible id has none,
+        // and Redis answers "invalid start ID" (a client's `since`, answered 503).
+        if after == Offset::new(u64::MAX, u64::MAX) {
+            return Ok(Vec::new());
+        }
         let entries: Vec<(String, Vec<(String, String)>)> = self
             .client
             .xrange(self.keys.log(), format!("({after}"), "+", Some(limit))

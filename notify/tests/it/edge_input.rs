@@ -182,6 +182,40 @@ async fn malformed_polling_packets_are_400() {
     app.stop().await;
 }
 
+/// Found by alert-fuzz (issue 12, section 5): a 6-byte packet whose first character
+/// is longer than one byte (`€3[]`) panicked engineioxide's packet parser (a str slice
+/// at byte 1), killing the task of the connection (polling: no answer at all). It is
+/// a bad packet like any other: a polling POST of it is answered 400, a WebSocket
+/// sending it is closed as for `9xyz`, and notify serves on.
+#[tokio::test]
+async fn a_multibyte_first_character_is_a_bad_packet_not_a_panic() {
+    let app = TestApp::ready("edge-multibyte").await;
+    for packet in ["9xyz", "\u{20ac}3[]", "\u{e9}probe", "\u{20ac}"] {
+        let sid = polling_session(&app).await;
+        assert_eq!(
+            post_polling(&app, &sid, packet.into()).await,
+            400,
+            "{packet:?}"
+        );
+        let (mut ws, _) = connected(&app).await;
+        ws.send(Message::text(packet)).await.unwrap();
+        let ended = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "{packet:?}: the WebSocket is closed");
+    }
+    let mut client = app.client(json!({ "locations": ["Multibyte"] })).await;
+    client.expect("snapshot").await;
+    app.apply(&alert("Multibyte", "Rocket Alert", 5)).await;
+    assert_eq!(client.alerts(1).await[0].location, "Multibyte");
+    app.stop().await;
+}
+
 /// xorshift64*: enough randomness for generating inputs, no dependency.
 struct Gen(u64);
 

@@ -131,3 +131,26 @@ async fn sse_streams_and_resumes_with_last_event_id() {
     let _ = json!({});
     app.stop().await;
 }
+
+/// Found by alert-fuzz (issue 12, section 5): `since` at the last possible offset
+/// (`u64::MAX-u64::MAX`) was sent to Redis as `XRANGE (max-max +`, which Redis refuses
+/// ("invalid start ID"), and the client's input was answered 503 as if Redis were down.
+/// Nothing can come after it: an empty page. Offsets just below still read normally.
+#[tokio::test]
+async fn events_since_the_last_possible_offset_are_none_not_a_503() {
+    let app = TestApp::ready("rest-max-offset").await;
+    app.apply(&alert("Ashdod", "Earthquake", 10)).await;
+    let max = u64::MAX;
+    for since in [
+        format!("{max}-{max}"),
+        format!("{max}-0"),
+        format!("0-{max}"),
+    ] {
+        let (status, body) = app.get_json(&format!("/api/events?since={since}")).await;
+        assert_eq!(status, 200, "{since}: {body}");
+        let events = body["events"].as_array().unwrap().len();
+        let expected = if since.starts_with('0') { 1 } else { 0 };
+        assert_eq!(events, expected, "{since}: {body}");
+    }
+    app.stop().await;
+}

@@ -170,7 +170,9 @@ impl TryFrom<Str> for Packet {
             .as_bytes()
             .first()
             .ok_or(Error::InvalidPacketType(None))?;
-        let is_upgrade = value.len() == 6 && &value[1..6] == "probe";
+        // alert-broadcaster patch: compared as bytes. `&value[1..6]` panicked on a 6-byte
+        // packet whose first character is longer than one byte (`€3[]`).
+        let is_upgrade = value.as_bytes().get(1..) == Some(b"probe".as_slice());
         let res = match packet_type {
             b'1' => Packet::Close,
             b'2' if is_upgrade => Packet::PingUpgrade,
