@@ -196,10 +196,20 @@ pub fn all() -> Vec<Scenario> {
         },
         scenario(
             "network",
-            "Redis links 50 ms slow, then a processor's broker link and a notify's Redis link stalled, then every Redis link cut",
+            "every link 50 ms slow; then a listener's and a processor's broker link and a notify's Redis link stalled (no FIN, no RST); then every Redis link cut",
             vec![
                 (4.0, Network(Links::Redis, Condition::Latency(ms(50)))),
+                (4.0, Network(Links::Amqp, Condition::Latency(ms(50)))),
                 (8.0, Network(Links::Redis, Condition::Healthy)),
+                (8.0, Network(Links::Amqp, Condition::Healthy)),
+                (
+                    9.0,
+                    Network(Links::Of(Role::Listener, 0, "amqp"), Condition::Stalled),
+                ),
+                (
+                    14.0,
+                    Network(Links::Of(Role::Listener, 0, "amqp"), Condition::Healthy),
+                ),
                 (
                     9.0,
                     Network(Links::Of(Role::Processor, 0, "amqp"), Condition::Stalled),

@@ -129,8 +129,7 @@ fn body(run: &str, n: u64, plan: &Plan, rng: &mut fastrand::Rng) -> (Body, Optio
             (body, None)
         }
         70..80 => {
-            let locations = vec![pick(rng), pick(rng)];
-            let mut locations = locations;
+            let mut locations = vec![pick(rng), pick(rng)];
             locations.dedup();
             let (alert, end) = json_alert(format!("{run}-{n}"), &locations, rng);
             let body = Body {
@@ -250,6 +249,15 @@ pub async fn run(
     (outcome.posts, outcome.accepted, outcome.cancels)
 }
 
+/// How one request ended, as a source sees it.
+enum Answer {
+    Accepted(Value),
+    Status(u16),
+    Timeout,
+    /// No connection, or it broke before an answer.
+    Refused,
+}
+
 async fn post(
     http: &reqwest::Client,
     listeners: &Endpoints,
@@ -273,36 +281,37 @@ async fn post(
             .send()
             .await;
         let answer = match sent {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                (status, response.json::<Value>().await.ok())
-            }
-            Err(error) if error.is_timeout() => (0, None),
-            Err(_) => (1, None),
+            Ok(response) if response.status() == 202 => match response.json::<Value>().await {
+                Ok(reply) => Answer::Accepted(reply),
+                Err(_) => Answer::Status(202),
+            },
+            Ok(response) => Answer::Status(response.status().as_u16()),
+            Err(error) if error.is_timeout() => Answer::Timeout,
+            Err(_) => Answer::Refused,
         };
         let retry = {
             let mut outcome = outcome.lock().unwrap();
             outcome.posts.requests += 1;
             let retry = match answer {
-                (202, Some(reply)) => {
+                Answer::Accepted(reply) => {
                     outcome.posts.accepted += 1;
                     accept(&mut outcome, body, &reply, resend);
                     false
                 }
-                (0, _) => {
+                Answer::Timeout => {
                     outcome.posts.timeouts += 1;
                     true
                 }
-                (1, _) => {
+                Answer::Refused => {
                     outcome.posts.refused += 1;
                     true
                 }
-                (status, _) if status >= 500 => {
+                Answer::Status(status) if status >= 500 => {
                     outcome.posts.status_5xx += 1;
                     outcome.posts.status_503 += (status == 503) as u64;
                     true
                 }
-                _ => {
+                Answer::Status(_) => {
                     // 4xx, or a 202 without its ids: a source must not retry that.
                     outcome.posts.refused_4xx += 1;
                     false
