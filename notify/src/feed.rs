@@ -8,7 +8,9 @@
 //! - after every (re)connection of the subscriber (fred resubscribes by itself),
 //! - when the local pub/sub buffer overflowed (a lagged receiver),
 //! - and every `gap_check` (1 s by default) as a safety net: the newest entry of the
-//!   log (`XREVRANGE + - COUNT 1`) is compared with the last offset fanned out.
+//!   log (`XREVRANGE + - COUNT 1`) is compared with the last offset fanned out; an
+//!   entry ahead of it is a gap only if it is still ahead a check later (under load
+//!   some events are always in flight between the log and the live feed).
 //!
 //! When the log is ahead, the missing events are read with `XRANGE (last +` in pages
 //! and fanned out in offset order before any newer live message. If the log was
@@ -52,6 +54,10 @@ pub(crate) async fn start_position(hub: &Hub) -> Result<(), StateError> {
 struct Gap {
     suspect: bool,
     check: bool,
+    /// The check is the periodic safety net, not a reaction to a reconnect or a lag.
+    periodic: bool,
+    /// The newest log entry the last periodic check saw ahead of the fan-out.
+    ahead: Option<Offset>,
 }
 
 impl Gap {
@@ -66,11 +72,11 @@ impl Gap {
             LiveSignal::Event(_) => {}
             LiveSignal::Lagged => {
                 tracing::warn!("live feed lagged; filling from the log");
-                (self.suspect, self.check) = (true, true);
+                (self.suspect, self.check, self.periodic) = (true, true, false);
             }
             LiveSignal::Reconnected => {
                 tracing::info!("live feed (re)connected; checking the log for missed events");
-                (self.suspect, self.check) = (true, true);
+                (self.suspect, self.check, self.periodic) = (true, true, false);
             }
             LiveSignal::Lost => {
                 hub.set_feed_up(false);
@@ -97,6 +103,8 @@ pub(crate) async fn run(
     let mut gap = Gap {
         suspect: true,
         check: true,
+        periodic: false,
+        ahead: None,
     };
     loop {
         if gap.check {
@@ -111,13 +119,15 @@ pub(crate) async fn run(
                     break;
                 }
             }
-            gap.suspect = !catch_up(&hub).await;
+            let ahead = (gap.periodic && !gap.suspect).then_some(&mut gap.ahead);
+            gap.suspect = !catch_up(&hub, ahead).await;
+            gap.periodic = false;
             hub.set_feed_up(!gap.suspect && live.is_connected());
         }
         tokio::select! {
             _ = closing.wait_for(|closing| *closing) => break,
             signal = live.next() => if !gap.on(&hub, signal) { break },
-            _ = tick.tick() => gap.check = true,
+            _ = tick.tick() => (gap.check, gap.periodic) = (true, true),
         }
     }
     hub.set_feed_up(false);
@@ -125,9 +135,9 @@ pub(crate) async fn run(
 }
 
 /// Fans out every event of the log after the hub's position. Returns false when the
-/// log could not be read (the check is retried on the next tick).
-async fn catch_up(hub: &Hub) -> bool {
-    match fill(hub).await {
+/// log could not be read (the check is retried on the next tick). `ahead`: see [`fill`].
+async fn catch_up(hub: &Hub, ahead: Option<&mut Option<Offset>>) -> bool {
+    match fill(hub, ahead).await {
         Ok(0) => true,
         Ok(filled) => {
             hub.metrics.gaps_filled.inc();
@@ -145,7 +155,11 @@ async fn catch_up(hub: &Hub) -> bool {
     }
 }
 
-async fn fill(hub: &Hub) -> Result<u64, StateError> {
+/// With `ahead` (the periodic check), an event the log has and the feed has not yet
+/// brought counts only if it is still missing a tick later: under load some events are
+/// always between the log and the live feed, and would be "filled" (and dropped as
+/// duplicates when they arrive) about once every few seconds.
+async fn fill(hub: &Hub, ahead: Option<&mut Option<Offset>>) -> Result<u64, StateError> {
     let newest = hub.store.latest_events(1).await?.pop();
     let last = hub.position().offset;
     if let Some(last) = last
@@ -168,6 +182,12 @@ async fn fill(hub: &Hub) -> Result<u64, StateError> {
     };
     if Some(newest.offset) <= last {
         return Ok(0);
+    }
+    if let Some(ahead) = ahead {
+        match ahead.replace(newest.offset) {
+            Some(seen) if last < Some(seen) => {} // still missing: a real gap
+            _ => return Ok(0),
+        }
     }
     if let Some(last) = last
         && let Some((oldest, _)) = hub.store.log_bounds().await?
