@@ -56,6 +56,9 @@ enum Command {
         rate: f64,
         #[arg(long, default_value_t = 20)]
         clients: usize,
+        /// Redis's AOF fsync policy.
+        #[arg(long, default_value = "everysec", value_parser = ["everysec", "always"])]
+        appendfsync: String,
         #[command(flatten)]
         common: Common,
     },
@@ -92,8 +95,17 @@ async fn main() -> anyhow::Result<()> {
             minutes,
             rate,
             clients,
+            appendfsync,
             common,
-        } => run_all(&[scenario::soak(minutes, rate, clients)], common).await,
+        } => {
+            let mut soak = scenario::soak(minutes, rate, clients);
+            soak.appendfsync = if appendfsync == "always" {
+                "always"
+            } else {
+                "everysec"
+            };
+            run_all(&[soak], common).await
+        }
     }
 }
 

@@ -508,12 +508,14 @@ async fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
 }
 
 async fn apply(cluster: &mut Cluster, fault: Fault, zero: Instant, timeline: &mut Vec<Step>) {
-    let at_s = zero.elapsed().as_secs_f64();
     let mut step = |what: String, result: anyhow::Result<Option<Duration>>| {
-        let (took_ms, error) = match result {
-            Ok(took) => (took.map(|t| t.as_millis() as u64), None),
+        let (took, error) = match result {
+            Ok(took) => (took, None),
             Err(error) => (None, Some(format!("{error:#}"))),
         };
+        // When the step began: it has just ended, `took` after.
+        let at_s = (zero.elapsed() - took.unwrap_or_default()).as_secs_f64();
+        let took_ms = took.map(|t| t.as_millis() as u64);
         timeline.push(Step {
             at_s,
             what,
@@ -534,6 +536,8 @@ async fn apply(cluster: &mut Cluster, fault: Fault, zero: Instant, timeline: &mu
             let order: Vec<(Role, usize)> =
                 cluster.services.iter().map(|s| (s.role, s.index)).collect();
             for (role, index) in order {
+                // A deploy replaces one pod at a time, a little apart.
+                tokio::time::sleep(Duration::from_secs(2)).await;
                 let result = cluster.redeploy(role, index).await;
                 let took = result
                     .as_ref()

@@ -156,7 +156,7 @@ pub fn all() -> Vec<Scenario> {
             no_5xx: true,
             ..scenario(
                 "rolling",
-                "SIGTERM of every service in turn, each replaced when it has exited (a deploy)",
+                "SIGTERM of every service in turn, 2 s apart, each replaced when it has exited (a deploy)",
                 vec![(5.0, Rolling)],
             )
         },
