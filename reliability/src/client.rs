@@ -18,7 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 
 use crate::{
     endpoints::Endpoints,
-    record::{ClientKind, ClientRecord, Joined, Received, Session},
+    record::{ClientKind, ClientRecord, Received, Session},
 };
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -148,20 +148,7 @@ async fn socketio(
     let Some(mut ws) = handshake(addr, &auth).await else {
         return Attempt::Failed;
     };
-    let mut session = Session {
-        notify: index,
-        at_ms,
-        joined: Joined {
-            since,
-            since_epoch,
-            offset: None,
-            epoch: None,
-            recovered: None,
-        },
-        received: Vec::new(),
-        ended: String::new(),
-        ended_ms: 0,
-    };
+    let mut session = Session::new(index, at_ms, since, since_epoch);
     let slow = (spec.kind == ClientKind::Slow).then(|| Duration::from_millis(50));
     session.ended = loop {
         let message = tokio::select! {
@@ -297,22 +284,10 @@ async fn sse(
         Ok(Ok(response)) if response.status() == 200 => response,
         _ => return Attempt::Failed,
     };
-    let mut session = Session {
-        notify: index,
-        at_ms,
-        joined: Joined {
-            since,
-            since_epoch: since_epoch.clone(),
-            offset: None,
-            epoch: None,
-            // A resume without a snapshot first was served.
-            recovered: since.map(|_| true),
-        },
-        received: Vec::new(),
-        ended: String::new(),
-        ended_ms: 0,
-    };
+    let mut session = Session::new(index, at_ms, since, since_epoch.clone());
     if since.is_some() {
+        // A resume without a snapshot first was served, in the epoch asked for.
+        session.joined.recovered = Some(true);
         session.joined.epoch = since_epoch;
     }
     advance(progress, None, None);

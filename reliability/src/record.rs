@@ -97,6 +97,31 @@ pub struct Session {
     pub ended: String,
 }
 
+impl Session {
+    /// A connection to notify `notify` begun at `at_ms`, resuming from `since`.
+    pub fn new(
+        notify: usize,
+        at_ms: u64,
+        since: Option<Offset>,
+        since_epoch: Option<String>,
+    ) -> Self {
+        Session {
+            notify,
+            at_ms,
+            joined: Joined {
+                since,
+                since_epoch,
+                offset: None,
+                epoch: None,
+                recovered: None,
+            },
+            received: Vec::new(),
+            ended: String::new(),
+            ended_ms: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientKind {

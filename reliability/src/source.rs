@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use alert_testkit::cap::CapMessage;
 use chrono::{SecondsFormat, TimeDelta, Utc};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -82,55 +83,17 @@ fn json_alert(
 
 const CAP_SENDER: &str = "chaos@example.org";
 
-fn cap(
-    identifier: &str,
-    msg_type: &str,
-    extra: &str,
-    expires: chrono::DateTime<Utc>,
-    area: &str,
-) -> String {
-    let sent = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-    let expires = expires.to_rfc3339_opts(SecondsFormat::Secs, true);
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
-  <identifier>{identifier}</identifier>
-  <sender>{CAP_SENDER}</sender>
-  <sent>{sent}</sent>
-  <status>Actual</status>
-  <msgType>{msg_type}</msgType>
-  <scope>Public</scope>{extra}
-  <info>
-    <category>Safety</category>
-    <event>Rocket Alert</event>
-    <urgency>Immediate</urgency>
-    <severity>Extreme</severity>
-    <certainty>Observed</certainty>
-    <expires>{expires}</expires>
-    <area><areaDesc>{area}</areaDesc></area>
-  </info>
-</alert>"#
-    )
-}
-
 /// The body of the `n`th POST, and (for a CAP alert) the Cancel to send a second later.
 fn body(run: &str, n: u64, plan: &Plan, rng: &mut fastrand::Rng) -> (Body, Option<Body>) {
     let pick = |rng: &mut fastrand::Rng| location(rng.usize(..plan.locations));
     match rng.u8(..100) {
-        0..70 => {
-            let locations = vec![pick(rng)];
-            let (alert, end) = json_alert(format!("{run}-{n}"), &locations, rng);
-            let body = Body {
-                content_type: "application/json",
-                bytes: alert.to_string(),
-                alerts: vec![(locations, end)],
-                cancel: None,
-            };
-            (body, None)
-        }
-        70..80 => {
-            let mut locations = vec![pick(rng), pick(rng)];
-            locations.dedup();
+        // One alert, for one location or (one in eight) two.
+        0..80 => {
+            let mut locations = vec![pick(rng)];
+            if rng.u8(..8) == 0 {
+                locations.push(pick(rng));
+                locations.dedup();
+            }
             let (alert, end) = json_alert(format!("{run}-{n}"), &locations, rng);
             let body = Body {
                 content_type: "application/json",
@@ -163,25 +126,24 @@ fn body(run: &str, n: u64, plan: &Plan, rng: &mut fastrand::Rng) -> (Body, Optio
             let area = format!("cap-{n}");
             let identifier = format!("{run}-cap-{n}");
             let expires = Utc::now() + TimeDelta::seconds(rng.i64(4..=8));
+            let message = CapMessage::alert(&identifier, CAP_SENDER, &area, expires);
             let alert = Body {
                 content_type: "application/cap+xml",
-                bytes: cap(&identifier, "Alert", "", expires, &area),
+                bytes: message.to_xml(),
                 alerts: vec![(vec![area.clone()], expires)],
                 cancel: None,
             };
-            let references = format!(
-                "\n  <references>{CAP_SENDER},{identifier},{}</references>",
-                Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
-            );
+            let references = format!("{CAP_SENDER},{identifier},{}", message.sent.to_rfc3339());
+            let cancel_id = format!("{identifier}-cancel");
+            let cancel = CapMessage {
+                identifier: &cancel_id,
+                msg_type: "Cancel",
+                references: Some(&references),
+                ..CapMessage::alert(&identifier, CAP_SENDER, &area, expires)
+            };
             let cancel = Body {
                 content_type: "application/cap+xml",
-                bytes: cap(
-                    &format!("{identifier}-cancel"),
-                    "Cancel",
-                    &references,
-                    expires,
-                    &area,
-                ),
+                bytes: cancel.to_xml(),
                 alerts: Vec::new(),
                 cancel: Some(area),
             };

@@ -40,16 +40,13 @@ async fn kill_9_of_each_service_loses_and_duplicates_nothing() {
     let table = report::table(std::slice::from_ref(&outcome));
     assert!(outcome.passed, "{table}\n{}", report::details(&outcome));
     let verdict = &outcome.verdict;
-    // The faults happened and were survived, not skipped.
+    // The faults happened and were survived, not skipped. (Whether a source saw the
+    // killed listener depends on the 100 ms its Service takes to notice: not asserted.)
     assert_eq!(outcome.timeline.len(), 6, "{:?}", outcome.timeline);
     assert!(verdict.alerts.accepted > 300, "{table}");
     assert!(
         verdict.clients.resumed_recovered > 0,
         "notify's clients resumed: {table}"
-    );
-    assert!(
-        verdict.posts.retried > 0,
-        "a source retried while a listener was down: {table}"
     );
 }
 

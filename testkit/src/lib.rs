@@ -10,6 +10,7 @@
 //! - [`exits`] and the `exits_on_*` checks: run a binary and check
 //!   how it fails.
 //! - [`pages`]: web pages in headless chromium, served from an origin of their own.
+//! - [`cap::CapMessage`]: a CAP 1.2 message as sources send it.
 
 use std::{
     future::Future,
@@ -26,6 +27,7 @@ use tokio::{
     sync::watch,
 };
 
+pub mod cap;
 pub mod contract;
 pub mod pages;
 mod sio;

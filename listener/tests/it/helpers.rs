@@ -128,30 +128,8 @@ pub(crate) fn alert(location: &str) -> serde_json::Value {
 
 /// A valid CAP 1.2 Alert for `area`, sent now, expiring in 5 minutes.
 pub(crate) fn cap_alert(identifier: &str, area: &str) -> String {
-    let now = chrono::Utc::now();
-    let expires = now + chrono::TimeDelta::minutes(5);
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
-  <identifier>{identifier}</identifier>
-  <sender>sirens@example.org</sender>
-  <sent>{now}</sent>
-  <status>Actual</status>
-  <msgType>Alert</msgType>
-  <scope>Public</scope>
-  <info>
-    <category>Safety</category>
-    <event>Rocket Alert</event>
-    <urgency>Immediate</urgency>
-    <severity>Extreme</severity>
-    <certainty>Observed</certainty>
-    <expires>{expires}</expires>
-    <area><areaDesc>{area}</areaDesc></area>
-  </info>
-</alert>"#,
-        now = now.to_rfc3339(),
-        expires = expires.to_rfc3339(),
-    )
+    let expires = chrono::Utc::now() + chrono::TimeDelta::minutes(5);
+    alert_testkit::cap::CapMessage::alert(identifier, "sirens@example.org", area, expires).to_xml()
 }
 
 /// The document after its XML declaration, to prepend a DOCTYPE or append a copy.
