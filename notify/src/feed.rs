@@ -162,18 +162,28 @@ async fn catch_up(hub: &Hub, ahead: Option<&mut Option<Offset>>) -> bool {
 async fn fill(hub: &Hub, ahead: Option<&mut Option<Offset>>) -> Result<u64, StateError> {
     let newest = hub.store.latest_events(1).await?.pop();
     let last = hub.position().offset;
+    // The log's newest entry is the position itself in the steady state: held.
     if let Some(last) = last
+        && newest.as_ref().map(|event| event.offset) != Some(last)
         && !hub.store.holds(last).await?
     {
-        // Redis came back without its newest writes (an AOF that had not reached the
-        // disk): clients were sent events the state no longer has. Only a snapshot is
-        // the truth now, and a resume from a forgotten offset answers `recovered:
-        // false` (Hub::replay).
-        tracing::error!(
-            position = %last,
-            "the event log no longer holds events this pod delivered (Redis lost its newest writes)"
-        );
-        hub.metrics.log_regressions.inc();
+        let trimmed = hub
+            .store
+            .log_bounds()
+            .await?
+            .is_some_and(|(oldest, _)| oldest > last);
+        if !trimmed {
+            // Redis came back without its newest writes (an AOF that had not reached
+            // the disk): clients were sent events the state no longer has. A resume from
+            // a forgotten offset answers `recovered: false` (Hub::replay).
+            tracing::error!(
+                position = %last,
+                "the event log no longer holds events this pod delivered (Redis lost its newest writes)"
+            );
+            hub.metrics.log_regressions.inc();
+        }
+        // Either way the events right after `last` may be gone: nobody can be sure to
+        // have all, and only a snapshot is the truth.
         resync_at(hub, newest).await?;
         return Ok(0);
     }
@@ -188,14 +198,6 @@ async fn fill(hub: &Hub, ahead: Option<&mut Option<Offset>>) -> Result<u64, Stat
             Some(seen) if last < Some(seen) => {} // still missing: a real gap
             _ => return Ok(0),
         }
-    }
-    if let Some(last) = last
-        && let Some((oldest, _)) = hub.store.log_bounds().await?
-        && oldest > last
-    {
-        // The events right after `last` may be gone: nobody can be sure to have all.
-        resync_at(hub, Some(newest)).await?;
-        return Ok(0);
     }
     // Nothing fanned out yet: the log was empty when this pod started, so all of it
     // is new.

@@ -557,9 +557,10 @@ impl Hub {
         let Some(from) = since.offset else {
             return Ok(lost);
         };
-        // The client's last event (or snapshot position) must still be in the log: if
-        // the state came back without it, what the client saw after it may be gone
-        // from the state too, and only a snapshot is the truth.
+        // The client's last event (or snapshot position) must still be in the log. If it
+        // was trimmed away, the events right after it may be too; if the state came back
+        // without it, what the client saw after it may be gone from the state as well.
+        // Either way only a snapshot is the truth.
         if !self.store.holds(from).await? {
             return Ok(lost);
         }
@@ -572,10 +573,6 @@ impl Hub {
         };
         if from >= upto {
             return Ok(up_to_date);
-        }
-        match self.store.log_bounds().await? {
-            Some((oldest, _)) if from >= oldest => {}
-            _ => return Ok(lost), // trimmed past the client's position
         }
         let wanted: Option<HashSet<&str>> =
             locations.map(|l| l.iter().map(String::as_str).collect());
