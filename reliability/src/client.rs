@@ -312,13 +312,7 @@ async fn sse(
             let (mut name, mut data) = ("message", String::new());
             for line in frame.lines() {
                 if let Some(value) = line.strip_prefix("event:") {
-                    name = if value.trim() == "snapshot" {
-                        "snapshot"
-                    } else if value.trim() == "alert" {
-                        "alert"
-                    } else {
-                        "other"
-                    };
+                    name = value.trim();
                 } else if let Some(value) = line.strip_prefix("data:") {
                     data.push_str(value.strip_prefix(' ').unwrap_or(value));
                 }

@@ -163,11 +163,8 @@ fn newest_aof(dir: &Path) -> Option<(PathBuf, u64)> {
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".incr.aof"))
         .filter_map(|e| {
-            Some((
-                e.metadata().ok()?.modified().ok()?,
-                e.path(),
-                e.metadata().ok()?.len(),
-            ))
+            let metadata = e.metadata().ok()?;
+            Some((metadata.modified().ok()?, e.path(), metadata.len()))
         })
         .max_by_key(|(modified, _, _)| *modified)
         .map(|(_, path, len)| (path, len))

@@ -21,17 +21,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Common {
-    /// Where alert-listener, alert-processor and alert-notify are.
-    #[arg(long, default_value = "target/release")]
-    bin: PathBuf,
-    /// Each run's logs go in a directory under this one.
-    #[arg(long, default_value = "/tmp/alert-chaos")]
-    dir: PathBuf,
-    /// Keep the logs and the recording of passing runs too.
-    #[arg(long)]
-    keep: bool,
-    #[arg(long, default_value_t = 12)]
-    seed: u64,
+    #[command(flatten)]
+    options: run::Options,
     /// Writes every outcome (verdict, timeline, figures) here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -110,12 +101,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_all(chosen: &[scenario::Scenario], common: Common) -> anyhow::Result<()> {
-    let options = run::Options {
-        bin: common.bin,
-        dir: common.dir,
-        keep: common.keep,
-        seed: common.seed,
-    };
+    let options = common.options;
     let mut outcomes = Vec::new();
     for scenario in chosen {
         eprintln!("== {}: {}", scenario.name, scenario.about);

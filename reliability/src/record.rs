@@ -133,6 +133,12 @@ pub enum ClientKind {
     Slow,
 }
 
+/// Whether a client subscribed to `locations` (`None`: to nothing) receives events of
+/// `location`: the contract's rule, as the checker applies it.
+pub fn receives(locations: Option<&BTreeSet<String>>, location: &str) -> bool {
+    locations.is_none_or(|locations| locations.contains(location))
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientRecord {
     pub name: String,

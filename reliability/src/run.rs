@@ -2,7 +2,7 @@
 //! the faults happen, the pipeline drained, then the state read and everything judged.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -18,11 +18,11 @@ use crate::{
     client::{self, Client, Spec},
     cluster::{Cluster, Role, Shape},
     endpoints::Endpoints,
-    record::{Applied, ClientKind, Recording},
+    record::{Accepted, Applied, ClientKind, Recording, receives},
     scenario::{Fault, Scenario},
     source::{self, Plan},
     verdict::LOST,
-    verdict::{Verdict, judge},
+    verdict::{Verdict, applications, judge, percentile},
 };
 
 const LOCATIONS: usize = 60;
@@ -32,13 +32,21 @@ const CATCH_UP: Duration = Duration::from_secs(20);
 /// Nothing applied for this long, and no window open: the pipeline is done.
 const STUCK: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
+/// How to run: also `alert-chaos`'s flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Where the service binaries are.
+    /// Where alert-listener, alert-processor and alert-notify are.
+    #[arg(long, default_value = "target/release")]
     pub bin: PathBuf,
-    /// Where each run keeps its logs (removed after a passing run unless `keep`).
+    /// Each run's logs go in a directory under this one (removed after a passing run
+    /// unless `keep`).
+    #[arg(long, default_value = "/tmp/alert-chaos")]
     pub dir: PathBuf,
+    /// Keep the logs and the recording of passing runs too.
+    #[arg(long)]
     pub keep: bool,
+    /// Seeds the sources' plan and the clients' locations.
+    #[arg(long, default_value_t = 12)]
     pub seed: u64,
 }
 
@@ -161,7 +169,7 @@ async fn drive(
         seed: options.seed,
     };
     let posting = began.elapsed();
-    let sources = tokio::spawn(source::run(
+    let mut sources = tokio::spawn(source::run(
         plan,
         run.to_owned(),
         Endpoints::probe(cluster.addrs(Role::Listener)),
@@ -172,7 +180,6 @@ async fn drive(
         apply(cluster, *fault, began + posting, &mut timeline).await;
     }
     let (mut samples, mut backlog) = (Vec::new(), Vec::new());
-    let mut sources = sources;
     let (posts, accepted, cancels) = if let Some(every) = scenario.sample_every {
         let mut ticks = tokio::time::interval(every);
         loop {
@@ -204,7 +211,10 @@ async fn drive(
             .await
             .map(|w| w.len())
             .unwrap_or(usize::MAX);
-        let (now_applied, all) = applied_count(&store, &accepted).await;
+        let (now_applied, all) = match read_history(&store, &locations).await {
+            Ok(history) => applied_count(&history, &accepted),
+            Err(_) => (applied, false),
+        };
         if now_applied != applied {
             (applied, progressed) = (now_applied, Instant::now());
         }
@@ -227,23 +237,7 @@ async fn drive(
     }
     let _ = sampler.await;
 
-    let mut history = std::collections::BTreeMap::new();
-    for location in &locations {
-        let entries = store.history(location, 1_000_000).await?;
-        let applied: Vec<Applied> = entries
-            .into_iter()
-            .map(|entry| Applied {
-                alert_id: entry.alert_id,
-                change: serde_json::to_value(entry.change)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-            })
-            .collect();
-        if !applied.is_empty() {
-            history.insert(location.clone(), applied);
-        }
-    }
+    let history = read_history(&store, &locations).await?;
     let still_open = store
         .active(None)
         .await?
@@ -382,25 +376,43 @@ async fn sample_epochs(
     }
 }
 
-/// How many accepted (alert, location) pairs the history holds, and whether that is all.
-async fn applied_count(store: &Store, accepted: &[crate::record::Accepted]) -> (usize, bool) {
-    let mut wanted: std::collections::HashMap<&str, BTreeSet<uuid::Uuid>> = Default::default();
-    for alert in accepted {
-        for location in &alert.locations {
-            wanted.entry(location).or_default().insert(alert.id);
+/// Every history of `locations` that has entries, newest first.
+async fn read_history(
+    store: &Store,
+    locations: &BTreeSet<String>,
+) -> anyhow::Result<BTreeMap<String, Vec<Applied>>> {
+    let mut history = BTreeMap::new();
+    for location in locations {
+        let entries = store.history(location, 1_000_000).await?;
+        let applied: Vec<Applied> = entries
+            .into_iter()
+            .map(|entry| Applied {
+                alert_id: entry.alert_id,
+                change: serde_json::to_value(entry.change)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        if !applied.is_empty() {
+            history.insert(location.clone(), applied);
         }
     }
-    let (mut applied, mut all) = (0, true);
-    for (location, ids) in wanted {
-        let Ok(entries) = store.history(location, 1_000_000).await else {
-            return (applied, false);
-        };
-        let have: BTreeSet<uuid::Uuid> = entries.iter().map(|e| e.alert_id).collect();
-        let found = ids.intersection(&have).count();
-        applied += found;
-        all &= found == ids.len();
+    Ok(history)
+}
+
+/// How many accepted (alert, location) pairs `history` holds, and whether that is all.
+fn applied_count(history: &BTreeMap<String, Vec<Applied>>, accepted: &[Accepted]) -> (usize, bool) {
+    let applications = applications(history);
+    let pairs = accepted
+        .iter()
+        .flat_map(|alert| alert.locations.iter().map(|l| (l.as_str(), alert.id)));
+    let (mut expected, mut applied) = (0, 0);
+    for pair in pairs {
+        expected += 1;
+        applied += applications.contains_key(&pair) as usize;
     }
-    (applied, all)
+    (applied, applied == expected)
 }
 
 async fn read_log(store: &Store) -> anyhow::Result<Vec<Event>> {
@@ -420,14 +432,12 @@ async fn read_log(store: &Store) -> anyhow::Result<Vec<Event>> {
 async fn catch_up(clients: &[Client], log: &[Event]) {
     let deadline = Instant::now() + CATCH_UP;
     for client in clients {
-        let wants = |e: &&Event| {
-            client
-                .spec
-                .locations
-                .as_ref()
-                .is_none_or(|l| l.contains(&e.location))
-        };
-        let Some(target) = log.iter().rev().find(wants).map(|e| e.offset) else {
+        let target = log
+            .iter()
+            .rev()
+            .find(|e| receives(client.spec.locations.as_ref(), &e.location))
+            .map(|e| e.offset);
+        let Some(target) = target else {
             continue;
         };
         while client.progress.lock().unwrap().offset < Some(target) && Instant::now() < deadline {
@@ -447,12 +457,7 @@ fn reconnect_gaps(recording: &Recording) -> (u64, u64) {
         })
         .collect();
     gaps.sort_unstable();
-    let p99 = if gaps.is_empty() {
-        0
-    } else {
-        gaps[((gaps.len() as f64 * 0.99).ceil() as usize).clamp(1, gaps.len()) - 1]
-    };
-    (gaps.last().copied().unwrap_or(0), p99)
+    (gaps.last().copied().unwrap_or(0), percentile(&gaps, 0.99))
 }
 
 /// Resident memory and open files of every process, from /proc.

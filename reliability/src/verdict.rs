@@ -17,7 +17,7 @@ use alert_core::{CloseReason, Event, EventType, Offset};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::record::{ClientKind, ClientRecord, Posts, Recording};
+use crate::record::{Applied, ClientKind, ClientRecord, Posts, Recording, receives};
 
 /// The failure line of accepted alerts the state does not hold.
 pub const LOST: &str = "accepted alert-locations lost";
@@ -153,15 +153,13 @@ fn alerts(recording: &Recording) -> Alerts {
         cancels_accepted: recording.cancels.len() as u64,
         ..Alerts::default()
     };
-    let mut applied: HashMap<(&str, Uuid), u64> = HashMap::new();
-    for (location, entries) in &recording.history {
-        for entry in entries {
-            *applied.entry((location, entry.alert_id)).or_default() += 1;
-            if entry.change == "expired" {
-                figures.applied_expired += 1;
-            }
-        }
-    }
+    let applied = applications(&recording.history);
+    figures.applied_expired = recording
+        .history
+        .values()
+        .flatten()
+        .filter(|entry| entry.change == "expired")
+        .count() as u64;
     for alert in &recording.accepted {
         for location in &alert.locations {
             figures.expected += 1;
@@ -187,6 +185,19 @@ fn alerts(recording: &Recording) -> Alerts {
         }
     }
     figures
+}
+
+/// How many times each (location, alert) is in the history.
+pub fn applications(history: &BTreeMap<String, Vec<Applied>>) -> HashMap<(&str, Uuid), u64> {
+    let mut applied = HashMap::new();
+    for (location, entries) in history {
+        for entry in entries {
+            *applied
+                .entry((location.as_str(), entry.alert_id))
+                .or_default() += 1;
+        }
+    }
+    applied
 }
 
 fn windows(recording: &Recording) -> Windows {
@@ -269,9 +280,10 @@ fn windows(recording: &Recording) -> Windows {
     figures
 }
 
-fn percentile(sorted: &[i64], q: f64) -> i64 {
+/// The `q` quantile of ascending `sorted` (nearest rank); the default when empty.
+pub fn percentile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
     if sorted.is_empty() {
-        return 0;
+        return T::default();
     }
     let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
@@ -302,12 +314,6 @@ fn judge_client(
     };
     figures.sessions += client.sessions.len() as u64;
     figures.failed_connects += client.failed_connects;
-    let wants = |location: &str| {
-        client
-            .locations
-            .as_ref()
-            .is_none_or(|locations| locations.contains(location))
-    };
 
     // Gaps the server reported: a resume answered `recovered: false` covers the events
     // after what the client asked for, up to where it joined.
@@ -383,7 +389,8 @@ fn judge_client(
             .max()
     });
     for event in &recording.log {
-        if !wants(&event.location) || Some(event.offset) <= joined_at {
+        if !receives(client.locations.as_ref(), &event.location) || Some(event.offset) <= joined_at
+        {
             continue;
         }
         figures.expected += 1;
