@@ -114,8 +114,12 @@ local function apply(alert, location)
   return 'updated', window
 end
 
-local function result(status)
-  return { status, counts.open, counts.update, counts.close, close_lags }
+-- The reply for one message or closer run, read by store.rs as `ScriptReply`. An empty
+-- Lua table encodes as `{}`, so the lags are left out when there are none.
+local function reply(status)
+  local fields = { status = status, opens = counts.open, updates = counts.update, closes = counts.close }
+  if #close_lags > 0 then fields.closeLagsMs = close_lags end
+  return fields
 end
 
 local function apply_alert_message(alert)
@@ -170,9 +174,9 @@ if mode == 'batch' then
     close_lags = {}
     local status
     if message.kind == 'cancel' then status = apply_cancel(message) else status = apply_alert_message(message) end
-    replies[i] = result(status)
+    replies[i] = reply(status)
   end
-  return replies
+  return cjson.encode(replies)
 elseif mode == 'close' then
   local due = redis.call('ZRANGEBYSCORE', P .. 'closing', '-inf', now, 'LIMIT', 0, tonumber(ARGV[8]))
   for _, location in ipairs(due) do
@@ -186,10 +190,10 @@ elseif mode == 'close' then
       redis.call('ZADD', P .. 'closing', window['end'], location)
     end
   end
-  local reply = result('closed')
+  local fields = reply('closed')
   local next_due = redis.call('ZRANGE', P .. 'closing', 0, 0, 'WITHSCORES')
-  table.insert(reply, next_due[2] or false)
-  table.insert(reply, now)
-  return reply
+  fields.nextDue = tonumber(next_due[2])
+  fields.now = now
+  return cjson.encode(fields)
 end
 return redis.error_reply('unknown mode ' .. tostring(mode))

@@ -6,7 +6,7 @@ use fred::{
     prelude::*,
     types::{Value, scripts::Script},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -242,50 +242,44 @@ impl Store {
     ) -> Result<Vec<Applied>, Error> {
         let payload: Vec<ScriptMessage> = messages.iter().map(ScriptMessage::from).collect();
         let payload = serde_json::to_string(&payload).expect("script payloads always serialise");
-        let reply = self.run("batch", now, payload).await?;
-        let Value::Array(replies) = &reply else {
-            return Err(unexpected(&reply));
-        };
-        if replies.len() != messages.len() {
-            return Err(unexpected(&reply));
+        if messages.is_empty() {
+            return Ok(Vec::new());
         }
-        replies
-            .iter()
-            .map(|reply| {
-                let (status, opens, updates, closes, close_lags_ms) = counts(reply)?;
-                Ok(Applied {
-                    duplicate: status == "duplicate",
-                    opens,
-                    updates,
-                    closes,
-                    close_lags_ms,
-                })
+        let replies: Vec<ScriptReply> = decode_reply(&self.run("batch", now, payload).await?)?;
+        if replies.len() != messages.len() {
+            return Err(Error::new(
+                ErrorKind::Parse,
+                format!(
+                    "{} script replies for {} messages",
+                    replies.len(),
+                    messages.len()
+                ),
+            ));
+        }
+        Ok(replies
+            .into_iter()
+            .map(|reply| Applied {
+                duplicate: reply.status == ScriptStatus::Duplicate,
+                opens: reply.opens,
+                updates: reply.updates,
+                closes: reply.closes,
+                close_lags_ms: reply.close_lags_ms,
             })
-            .collect()
+            .collect())
     }
 
     /// Closes up to `limit` windows whose end has passed. Safe to run from every
     /// processor at once: each window is closed by exactly one run.
     pub async fn close_due(&self, now: Option<DateTime<Utc>>, limit: u32) -> Result<Closed, Error> {
-        let reply = self.run("close", now, limit.to_string()).await?;
-        let (_, _, _, closes, lags_ms) = counts(&reply)?;
-        let Value::Array(items) = &reply else {
-            return Err(unexpected(&reply));
-        };
-        let next_due = items
-            .get(5)
-            .and_then(Value::as_f64)
-            .and_then(|ms| DateTime::from_timestamp_millis(ms as i64));
-        let now = items
-            .get(6)
-            .and_then(Value::as_i64)
-            .and_then(DateTime::from_timestamp_millis)
-            .unwrap_or_default();
+        let reply: ScriptReply = decode_reply(&self.run("close", now, limit.to_string()).await?)?;
         Ok(Closed {
-            closes,
-            lags_ms,
-            next_due,
-            now,
+            closes: reply.closes,
+            lags_ms: reply.close_lags_ms,
+            next_due: reply.next_due.and_then(DateTime::from_timestamp_millis),
+            now: reply
+                .now
+                .and_then(DateTime::from_timestamp_millis)
+                .unwrap_or_default(),
         })
     }
 
@@ -440,28 +434,41 @@ fn decode_entry(offset: &str, fields: Vec<(String, String)>) -> Option<Event> {
     }
 }
 
-/// `[status, opens, updates, closes, [lag ms...], ...]` from the script.
-fn counts(reply: &Value) -> Result<(String, u64, u64, u64, Vec<i64>), Error> {
-    let Value::Array(items) = reply else {
-        return Err(unexpected(reply));
-    };
-    let status = items
-        .first()
-        .and_then(Value::as_string)
-        .ok_or_else(|| unexpected(reply))?;
-    let number = |i: usize| items.get(i).and_then(Value::as_u64).unwrap_or(0);
-    let lags = match items.get(4) {
-        Some(Value::Array(lags)) => lags.iter().filter_map(Value::as_i64).collect(),
-        _ => Vec::new(),
-    };
-    Ok((status, number(1), number(2), number(3), lags))
+/// What the script answers, as JSON: one per message in `batch` mode (a list), one per
+/// run in `close` mode.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScriptReply {
+    status: ScriptStatus,
+    opens: u64,
+    updates: u64,
+    closes: u64,
+    /// How late each close was, in ms after its window's end (absent when none).
+    #[serde(default)]
+    close_lags_ms: Vec<i64>,
+    /// `close` mode: the end (ms) of the earliest window still open, if any.
+    next_due: Option<i64>,
+    /// `close` mode: Redis's clock (ms) when it ran.
+    now: Option<i64>,
 }
 
-fn unexpected(reply: &Value) -> Error {
-    Error::new(
-        ErrorKind::Parse,
-        format!("unexpected script reply: {reply:?}"),
-    )
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ScriptStatus {
+    Applied,
+    Duplicate,
+    Closed,
+}
+
+fn decode_reply<T: serde::de::DeserializeOwned>(reply: &Value) -> Result<T, Error> {
+    let unexpected = |why: &dyn std::fmt::Display| {
+        Error::new(
+            ErrorKind::Parse,
+            format!("unexpected script reply ({why}): {reply:?}"),
+        )
+    };
+    let text = reply.as_str().ok_or_else(|| unexpected(&"not a string"))?;
+    serde_json::from_str(&text).map_err(|error| unexpected(&error))
 }
 
 /// The Redis settings every service that reads or writes the state takes, flattened
