@@ -34,7 +34,7 @@ pub struct Config {
 impl Config {
     /// The defaults, as `alert-listener` with no flags and no environment would use.
     pub fn defaults() -> Self {
-        <Config as clap::Parser>::parse_from(["alert-listener"])
+        alert_core::service::defaults_without_env()
     }
 
     pub fn confirm_timeout(&self) -> Duration {

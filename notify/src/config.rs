@@ -29,7 +29,7 @@ pub struct Config {
 impl Config {
     /// The defaults, as `alert-notify` with no flags and no environment would use.
     pub fn defaults() -> Self {
-        <Config as clap::Parser>::parse_from(["alert-notify"])
+        alert_core::service::defaults_without_env()
     }
 }
 

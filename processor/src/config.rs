@@ -1,7 +1,7 @@
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use alert_amqp::AmqpArgs;
-use alert_core::ServiceArgs;
+use alert_core::{RetentionArgs, ServiceArgs};
 use alert_redis::{RedisArgs, StoreSettings};
 
 /// Processor settings: every flag has an environment variable, for Helm.
@@ -25,15 +25,8 @@ pub struct Config {
     pub apply_batch: usize,
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// How long a UUID or idempotency key is remembered for dedupe.
-    #[arg(long, env = "DEDUPE_TTL_SECONDS", default_value_t = 86_400)]
-    pub dedupe_ttl_seconds: u64,
-    /// Approximate number of events kept in the log for replay.
-    #[arg(long, env = "EVENT_LOG_MAX_LEN", default_value_t = 100_000)]
-    pub event_log_max_len: u64,
-    /// Alerts kept per location for the history API.
-    #[arg(long, env = "HISTORY_LEN", default_value_t = 100)]
-    pub history_len: u64,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Longest pause of the closer between runs (bounds the close lag).
     #[arg(long, env = "CLOSE_POLL_MS", default_value_t = 100)]
     pub close_poll_ms: u64,
@@ -44,14 +37,14 @@ pub struct Config {
 impl Config {
     /// The defaults, as `alert-processor` with no flags and no environment would use.
     pub fn defaults() -> Self {
-        <Config as clap::Parser>::parse_from(["alert-processor"])
+        alert_core::service::defaults_without_env()
     }
 
     pub fn store_settings(&self) -> StoreSettings {
         StoreSettings {
-            dedupe_ttl: Duration::from_secs(self.dedupe_ttl_seconds),
-            log_max_len: self.event_log_max_len,
-            history_len: self.history_len,
+            dedupe_ttl: self.retention.dedupe_ttl(),
+            log_max_len: self.retention.event_log_max_len,
+            history_len: self.retention.history_len,
         }
     }
 }

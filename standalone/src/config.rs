@@ -1,6 +1,6 @@
 use std::{net::SocketAddr, path::PathBuf};
 
-use alert_core::ServiceArgs;
+use alert_core::{RetentionArgs, ServiceArgs};
 use alert_listener::IngestArgs;
 use alert_notify::ClientArgs;
 
@@ -27,15 +27,8 @@ pub struct Config {
     /// location), at most; beyond it ingest answers 503.
     #[arg(long, env = "QUEUE_CAPACITY", default_value_t = 100_000)]
     pub queue_capacity: usize,
-    /// How long an alert UUID or idempotency key is remembered for dedupe.
-    #[arg(long, env = "DEDUPE_TTL_SECONDS", default_value_t = 86_400)]
-    pub dedupe_ttl_seconds: i64,
-    /// Events kept for replay (`since`, `Last-Event-ID`).
-    #[arg(long, env = "LOG_LEN", default_value_t = 100_000)]
-    pub log_len: usize,
-    /// Entries kept per location for `GET /api/history`.
-    #[arg(long, env = "HISTORY_LEN", default_value_t = 100)]
-    pub history_len: usize,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// With `--data-dir`: how often the state is snapshotted (the journal is replayed
     /// from the last snapshot on start).
     #[arg(long, env = "SNAPSHOT_INTERVAL_MS", default_value_t = 1000)]
@@ -51,6 +44,6 @@ pub struct Config {
 impl Config {
     /// The defaults, as `alert-standalone` with no flags and no environment would use.
     pub fn defaults() -> Self {
-        <Config as clap::Parser>::parse_from(["alert-standalone"])
+        alert_core::service::defaults_without_env()
     }
 }

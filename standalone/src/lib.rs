@@ -42,11 +42,12 @@ pub async fn run(
     clients_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let dedupe_ttl = TimeDelta::seconds(config.dedupe_ttl_seconds);
+    let retention = &config.retention;
+    let dedupe_ttl = TimeDelta::from_std(retention.dedupe_ttl()).unwrap_or(TimeDelta::MAX);
     let settings = StateSettings {
         dedupe_ttl,
-        log_len: config.log_len,
-        history_len: config.history_len,
+        log_len: usize::try_from(retention.event_log_max_len).unwrap_or(usize::MAX),
+        history_len: usize::try_from(retention.history_len).unwrap_or(usize::MAX),
     };
     let capacity = config.queue_capacity;
     let mut tasks = Supervisor::new();
