@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use alert_core::{Backoff, BackoffPolicy, sleep_or_stop};
 use futures::StreamExt;
 use lapin::{
     BasicProperties, Channel, Confirmation,
@@ -22,9 +23,6 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::Topology;
-
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Header carrying why the processor dead-lettered a message.
 pub const ERROR_HEADER: &str = "x-alert-error";
@@ -43,8 +41,9 @@ pub struct ConsumerConfig {
     pub drain: Duration,
 }
 
-/// What to do with a delivery once handled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to do with a delivery once handled, in order of badness: a delivery that holds
+/// several messages takes the worst (`max`) of theirs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Disposition {
     /// Done (its effects are committed): remove it from the queue.
     Ack,
@@ -53,6 +52,17 @@ pub enum Disposition {
     Requeue,
     /// It can never succeed: move it to the dead-letter queue with this reason.
     DeadLetter(String),
+}
+
+impl Disposition {
+    /// The outcome as the metrics and logs name it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Disposition::Ack => "acked",
+            Disposition::Requeue => "requeued",
+            Disposition::DeadLetter(_) => "dead_lettered",
+        }
+    }
 }
 
 /// A delivered message, as the handler sees it.
@@ -76,22 +86,21 @@ pub async fn consume<H, F>(
     H: Fn(Vec<Incoming>) -> F + Send + Sync,
     F: Future<Output = Vec<Disposition>> + Send,
 {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(BackoffPolicy::RABBITMQ);
     while !*stop.borrow() {
         let result = session(&config, &connected, &mut stop, &handle, &mut backoff).await;
         connected.store(false, Ordering::SeqCst);
+        let delay = backoff.next_delay();
         match result {
             Ok(()) if *stop.borrow() => return,
             Ok(()) => warn!("RabbitMQ consumer ended; reconnecting"),
             Err(error) => {
-                warn!(%error, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ consumer failed")
+                warn!(%error, retry_in_ms = delay.as_millis() as u64, "RabbitMQ consumer failed")
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.changed() => {}
+        if !sleep_or_stop(delay, &mut stop).await {
+            return;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -100,7 +109,7 @@ async fn session<H, F>(
     connected: &AtomicBool,
     stop: &mut watch::Receiver<bool>,
     handle: &H,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Result<(), lapin::Error>
 where
     H: Fn(Vec<Incoming>) -> F + Send + Sync,
@@ -130,7 +139,7 @@ where
         )
         .await?;
     connected.store(true, Ordering::SeqCst);
-    *backoff = MIN_BACKOFF;
+    backoff.reset();
     info!(queue = %config.topology.queue, prefetch = config.prefetch, "consuming");
 
     let dead_letter_queue = config.topology.dead_letter_queue();

@@ -5,7 +5,10 @@ use std::sync::{
 };
 use std::time::Duration;
 
-use alert_core::{AlertQueue, QueueError, QueueMessage, encode_entry, queue::MESSAGES_PER_ENTRY};
+use alert_core::{
+    AlertQueue, Backoff, BackoffPolicy, QueueError, QueueMessage, encode_entry,
+    queue::MESSAGES_PER_ENTRY, sleep_or_stop,
+};
 use futures::{StreamExt, future::try_join_all};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, Event,
@@ -17,10 +20,8 @@ use tracing::{info, warn};
 
 use crate::Topology;
 
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Requests waiting for a round, at most; beyond it publishes fail with `Full` (503).
 const MAX_WAITING: usize = 10_000;
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
@@ -285,16 +286,16 @@ fn properties(entry: &[QueueMessage]) -> BasicProperties {
 /// Keeps a link up: connect, declare, open channels; on failure, back off and redo.
 async fn supervise(inner: Arc<Inner>) {
     let mut stop = inner.stop.subscribe();
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(BackoffPolicy::RABBITMQ);
     let mut connected_before = false;
     while !*stop.borrow() {
-        match establish(&inner.config).await {
+        let delay = match establish(&inner.config).await {
             Ok(link) => {
                 if connected_before {
                     inner.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
                 connected_before = true;
-                backoff = MIN_BACKOFF;
+                backoff.reset();
                 info!(queue = %inner.config.topology.queue, "connected to RabbitMQ");
                 let link = Arc::new(link);
                 *inner.link.write().expect("link lock poisoned") = Some(link.clone());
@@ -305,16 +306,17 @@ async fn supervise(inner: Arc<Inner>) {
                 }
                 warn!("RabbitMQ connection lost; reconnecting");
                 let _ = link.connection.close(320, "reconnecting".into()).await;
+                backoff.next_delay()
             }
             Err(error) => {
-                warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot connect to RabbitMQ")
+                let delay = backoff.next_delay();
+                warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot connect to RabbitMQ");
+                delay
             }
+        };
+        if !sleep_or_stop(delay, &mut stop).await {
+            return;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.changed() => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

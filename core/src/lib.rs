@@ -1,6 +1,6 @@
-//! `alert-core`: what every service of the alert broadcaster shares.
+//! `alert-core`: what every service of the alert broadcaster shares, in two parts.
 //!
-//! # Layout
+//! # The rules (pure: no I/O, no clock but the one passed in)
 //! - [`model`]: the contract's types: `QueueMessage` (listener -> processor), `Window`
 //!   (a location's aggregate), `Event` (what clients receive).
 //! - [`input`]: JSON ingest parsing and validation, UUID stamping, idempotency keys.
@@ -10,11 +10,16 @@
 //! - [`offset`]: an event's place in the log, ordered as numbers.
 //! - [`queue`], [`state`]: the boundaries the backends implement (RabbitMQ and Redis
 //!   in production, in-process in standalone mode).
-//! - [`telemetry`], [`shutdown`], [`service`]: logging, signal handling and the
-//!   settings every binary shares; [`supervise`]: the tasks a binary starts, and how
-//!   it fails (one line, a non-zero exit) when one of them ends.
+//!
+//! # The plumbing (tokio, axum, prometheus)
+//! - [`telemetry`], [`shutdown`], [`service`]: logging and `/metrics`, signal handling,
+//!   and the settings every binary shares; [`supervise`]: the tasks a binary starts,
+//!   and how it fails (one line, a non-zero exit) when one of them ends.
+//! - [`backoff`]: the one retry policy of every reconnect loop.
+//! - [`secret`]: a setting that is never logged.
 
 pub mod aggregate;
+pub mod backoff;
 pub mod cap;
 pub mod input;
 pub mod model;
@@ -28,6 +33,7 @@ pub mod supervise;
 pub mod telemetry;
 
 pub use aggregate::{Aggregator, Change, Ingested, apply_alert, close, close_if_due};
+pub use backoff::{Backoff, BackoffPolicy, sleep_or_stop};
 pub use input::{
     InvalidInput, Limits, LocationError, MAX_LOCATION_CHARS, RequestContext, clean_location,
 };
@@ -35,5 +41,5 @@ pub use model::{Alert, Cancel, CloseReason, Event, EventDraft, EventType, QueueM
 pub use offset::Offset;
 pub use queue::{AlertQueue, QueueError, decode_entry, encode_entry};
 pub use secret::Secret;
-pub use service::ServiceArgs;
+pub use service::{RetentionArgs, ServiceArgs};
 pub use state::{EventLog, HistoryEntry, LiveFeed, LiveSignal, StateError};

@@ -41,13 +41,18 @@ pub fn init(format: LogFormat) {
     }
 }
 
-/// The Prometheus text exposition of `registry`, for `/metrics`.
-pub fn render(registry: &prometheus::Registry) -> String {
+/// `/metrics`: the Prometheus text exposition of `registry`, with its content type.
+pub fn metrics_response(registry: &prometheus::Registry) -> axum::response::Response {
+    use axum::response::IntoResponse;
     use prometheus::Encoder;
     let mut buffer = Vec::new();
     let encoder = prometheus::TextEncoder::new();
     if let Err(error) = encoder.encode(&registry.gather(), &mut buffer) {
         tracing::error!(%error, "cannot encode metrics");
     }
-    String::from_utf8(buffer).unwrap_or_default()
+    (
+        [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        buffer,
+    )
+        .into_response()
 }

@@ -423,8 +423,7 @@ async fn metrics<Q: AlertQueue>(State(ingest): State<Arc<Ingest<Q>>>) -> Respons
         .metrics
         .queue_ready
         .set(i64::from(ingest.queue.is_ready()));
-    let text = alert_core::telemetry::render(&ingest.metrics.registry);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    alert_core::telemetry::metrics_response(&ingest.metrics.registry)
 }
 
 #[derive(OpenApi)]

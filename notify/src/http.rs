@@ -352,6 +352,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> String {
-    alert_core::telemetry::render(&state.hub.metrics.registry)
+async fn metrics(State(state): State<AppState>) -> Response {
+    alert_core::telemetry::metrics_response(&state.hub.metrics.registry)
 }

@@ -32,11 +32,17 @@ use std::{
 
 use alert_amqp::{ConsumerConfig, Disposition, Incoming};
 use alert_core::{
-    QueueMessage, decode_entry,
+    Backoff, BackoffPolicy, QueueMessage, decode_entry, sleep_or_stop,
     supervise::{Supervisor, TaskFailed},
 };
-use alert_redis::{Applied, Backoff, Store, is_transient};
-use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use alert_redis::{Applied, Store, is_transient};
+use axum::{
+    Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{debug, info, warn};
 
@@ -157,7 +163,7 @@ async fn connect_store(
     health: &Health,
     mut stop: watch::Receiver<bool>,
 ) -> Option<Store> {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(BackoffPolicy::REDIS);
     loop {
         let keys = config.redis.keys();
         match Store::connect(
@@ -177,9 +183,8 @@ async fn connect_store(
                 debug!(%error, "cannot connect to Redis");
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = stop.wait_for(|stopped| *stopped) => return None,
+        if !sleep_or_stop(backoff.next_delay(), &mut stop).await {
+            return None;
         }
     }
 }
@@ -240,15 +245,6 @@ enum Failure {
     Rejected(fred::error::Error),
 }
 
-/// How bad a disposition is: a delivery takes the worst of its messages'.
-fn severity(disposition: &Disposition) -> u8 {
-    match disposition {
-        Disposition::Ack => 0,
-        Disposition::Requeue => 1,
-        Disposition::DeadLetter(_) => 2,
-    }
-}
-
 /// The ack policy, in one place. Applied (or a duplicate): ack. Redis away or busy: not
 /// the message's fault, so it is held and retried in place until Redis answers (an
 /// outage must not burn its delivery limit), and requeued only if the processor stops
@@ -280,16 +276,16 @@ impl Handler {
                 }
                 Err(error) => {
                     warn!(%error, "undecodable message; dead-lettering it");
-                    metrics.messages.with_label_values(&["dead_lettered"]).inc();
-                    dispositions[delivery] =
-                        Disposition::DeadLetter(format!("undecodable message: {error}"));
+                    let dead = Disposition::DeadLetter(format!("undecodable message: {error}"));
+                    metrics.messages.with_label_values(&[dead.label()]).inc();
+                    dispositions[delivery] = dead;
                 }
             }
         }
         // A delivery keeps the worst disposition of its messages.
         let mut keep_worst = |delivery: usize, disposition: Disposition| {
             let current = &mut dispositions[delivery];
-            if severity(&disposition) > severity(current) {
+            if disposition > *current {
                 *current = disposition;
             }
         };
@@ -327,7 +323,7 @@ impl Handler {
     /// Runs the script, retrying in place while Redis is away.
     async fn apply(&self, messages: &[QueueMessage]) -> Result<Vec<Applied>, Failure> {
         let metrics = &self.health.metrics;
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(BackoffPolicy::REDIS);
         let mut stop = self.stop.clone();
         loop {
             let started = Instant::now();
@@ -367,11 +363,8 @@ impl Handler {
                     record(metrics, message, applied);
                 }
             }
-            Err(failure) => {
-                let outcome = match failure {
-                    Failure::Stopping => "requeued",
-                    Failure::Rejected(_) => "dead_lettered",
-                };
+            Err(_) => {
+                let outcome = disposition(result).label();
                 for message in messages {
                     warn!(alert_id = %message.id(), outcome, "message not applied");
                 }
@@ -414,7 +407,7 @@ async fn close_loop(
     poll: Duration,
 ) {
     let metrics = &health.metrics;
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(BackoffPolicy::REDIS);
     loop {
         let wait = match store.close_due(None, CLOSE_BATCH).await {
             Ok(closed) => {
@@ -448,9 +441,8 @@ async fn close_loop(
                 continue;
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|stopped| *stopped) => return,
+        if !sleep_or_stop(wait, &mut stop).await {
+            return;
         }
     }
 }
@@ -478,19 +470,13 @@ async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_text(State(health): State<Arc<Health>>) -> impl IntoResponse {
+async fn metrics_text(State(health): State<Arc<Health>>) -> Response {
     let metrics = &health.metrics;
     metrics
         .consumer_connected
         .set(i64::from(health.consumer_connected.load(Ordering::SeqCst)));
     metrics.redis_connected.set(i64::from(health.redis.is_up()));
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        alert_core::telemetry::render(&metrics.registry),
-    )
+    alert_core::telemetry::metrics_response(&metrics.registry)
 }
 
 #[cfg(test)]

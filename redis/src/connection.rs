@@ -1,15 +1,12 @@
 //! How every Redis client of the project connects, reconnects and gives up on a
 //! command: one builder, one retry policy, and the connection's state as a `watch`.
 //!
-//! Measured with two processors and a Redis killed -9 and restarted 2 s later while
-//! alerts flowed (RELIABILITY.md): with fred's reconnect backoff at 100 ms doubling to
-//! 5 s, the first event was written 1.2 s after Redis answered again, because the
-//! client was sleeping out its backoff while commands waited. Capped at 200 ms the
-//! client is back within one cap of Redis answering, and the commands it held go out
-//! at once.
+//! The policy itself (how fast, how far) is `alert_core::BackoffPolicy::REDIS`, beside
+//! RabbitMQ's, where the measurement that chose it is written.
 
 use std::{sync::Arc, time::Duration};
 
+use alert_core::BackoffPolicy;
 use fred::{
     error::Error,
     interfaces::EventInterface,
@@ -21,12 +18,6 @@ use tokio::{
     task::JoinHandle,
 };
 
-/// First pause before reconnecting (or retrying); doubles on every failure.
-const FIRST_DELAY_MS: u32 = 10;
-/// Longest pause: how long after Redis answers again a client may still be waiting.
-const MAX_DELAY_MS: u32 = 200;
-/// Random extra pause (up to), so that many clients do not reconnect in lockstep.
-const JITTER_MS: u32 = 30;
 /// A TCP connect (and the HELLO after it) on a healthy network takes milliseconds;
 /// a host that drops packets must not hold a reconnection attempt longer than this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -38,36 +29,14 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// to notice) is closed and reconnected, its in-flight commands retried.
 const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
 
-/// The reconnect policy of every client: exponential from 10 ms, capped at 200 ms,
-/// with up to 30 ms of jitter below the cap, forever.
+/// The reconnect policy of every client: [`BackoffPolicy::REDIS`], forever.
 pub fn reconnect_policy() -> ReconnectPolicy {
-    let mut policy = ReconnectPolicy::new_exponential(0, FIRST_DELAY_MS, MAX_DELAY_MS, 2);
-    policy.set_jitter(JITTER_MS);
-    policy
-}
-
-/// The same pauses as [`reconnect_policy`], for retries the services make themselves
-/// (connecting for the first time, re-running a command Redis refused as busy).
-#[derive(Debug, Clone)]
-pub struct Backoff(ReconnectPolicy);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(reconnect_policy())
-    }
-}
-
-impl Backoff {
-    /// The next pause, longer each time up to the cap.
-    pub fn next_delay(&mut self) -> Duration {
-        let ms = self.0.next_delay().unwrap_or(u64::from(MAX_DELAY_MS));
-        Duration::from_millis(ms)
-    }
-
-    /// Back to the first pause, after a success.
-    pub fn reset(&mut self) {
-        *self = Backoff::default();
-    }
+    let policy = BackoffPolicy::REDIS;
+    let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    let mut reconnect =
+        ReconnectPolicy::new_exponential(0, ms(policy.first), ms(policy.max), policy.factor);
+    reconnect.set_jitter(ms(policy.jitter));
+    reconnect
 }
 
 /// A fred builder for `url` with the project's timeouts and reconnect policy.
@@ -138,22 +107,5 @@ impl Link {
 
     pub(crate) fn watch(&self) -> watch::Receiver<bool> {
         self.state.clone()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_starts_small_grows_and_stays_bounded() {
-        let mut backoff = Backoff::default();
-        let delays: Vec<Duration> = (0..20).map(|_| backoff.next_delay()).collect();
-        let ms = |d: &Duration| d.as_millis() as u32;
-        assert!(ms(&delays[0]) < FIRST_DELAY_MS + JITTER_MS, "{delays:?}");
-        assert!(delays.iter().all(|d| ms(d) <= MAX_DELAY_MS), "{delays:?}");
-        assert_eq!(ms(&delays[19]), MAX_DELAY_MS, "reaches the cap: {delays:?}");
-        backoff.reset();
-        assert!(ms(&backoff.next_delay()) < FIRST_DELAY_MS + JITTER_MS);
     }
 }

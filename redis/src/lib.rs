@@ -9,15 +9,16 @@
 //!   event log, the open windows and the history back as contract types.
 //! - [`LiveSubscriber`]: the live channel, as notify's feed.
 //! - [`Keys`]: every key and channel name, all under one configurable prefix.
-//! - `connection`: how every client connects and reconnects ([`reconnect_policy`], and
-//!   [`Backoff`] for the retries the services make themselves), in one place.
+//! - `connection`: how every client connects and reconnects ([`reconnect_policy`],
+//!   built from `alert_core::BackoffPolicy::REDIS`, which the services' own retries
+//!   use too), in one place.
 
 mod connection;
 mod live;
 mod record;
 mod store;
 
-pub use connection::{Backoff, reconnect_policy};
+pub use connection::reconnect_policy;
 pub use live::LiveSubscriber;
 pub use record::{LogRecord, StoredWindow, parse_live_message};
 pub use store::{Applied, Closed, Keys, RedisArgs, Store, StoreSettings};
