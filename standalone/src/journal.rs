@@ -1,14 +1,12 @@
-//! The data directory: what makes a standalone restart lose nothing.
+//! The journal in the data directory: what makes a standalone restart lose nothing.
 //!
-//! - `journal-<first seq>.log`: every accepted message, one line each (`<seq>\t<json>`),
-//!   written and `fdatasync`ed before ingest answers 202. Writes from concurrent
-//!   requests are grouped into one sync (group commit) on a dedicated thread, which
-//!   then hands the batches to the processor in journal order.
-//! - `snapshot.json`: core's `Aggregator` (open windows, dedupe keys, references) and
-//!   the sequence number of the last message applied to it, replaced atomically.
+//! `journal-<first seq>.log`: every accepted message, one line each (`<seq>\t<json>`),
+//! written and `fdatasync`ed before ingest answers 202. Writes from concurrent requests
+//! are grouped into one sync (group commit) on a dedicated thread, which then hands the
+//! batches to the processor in journal order.
 //!
-//! After each snapshot the journal starts a new segment and deletes the segments it
-//! covers. On start the snapshot is loaded and the messages after it are applied again
+//! After each snapshot (snapshot.rs) the journal starts a new segment and deletes the
+//! segments it covers. On start the messages after the snapshot are applied again
 //! (dedupe makes any already applied harmless). A torn last line (a crash mid-write,
 //! never acknowledged) is skipped. The event log is not kept: a restart starts a new
 //! epoch, so clients resynchronise from a snapshot.
@@ -17,64 +15,71 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{self, BufRead, BufReader, Write},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
-use alert_core::{Aggregator, QueueMessage};
-use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use alert_core::QueueMessage;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::queue::{Append, Batch};
+use crate::{
+    pipeline::{Batch, ToProcessor},
+    snapshot::sync_dir,
+};
 
-const SNAPSHOT: &str = "snapshot.json";
 /// Most appends grouped into one write and sync.
 const GROUP: usize = 1024;
+/// Appends and compactions waiting for the journal thread.
+const INBOX: usize = 1024;
 
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
-    applied: u64,
-    aggregator: &'a Aggregator,
+/// Why a batch is not in the journal.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum JournalError {
+    /// The disk refused it (full, read-only, failing).
+    #[error("journal: {0}")]
+    Write(Arc<io::Error>),
+    /// The journal thread has stopped: the service is shutting down.
+    #[error("the journal has stopped")]
+    Stopped,
 }
 
-#[derive(Deserialize)]
-struct Snapshot {
-    applied: u64,
-    aggregator: Aggregator,
+/// The journal thread's inbox: the queue appends, the processor compacts.
+#[derive(Clone)]
+pub(crate) struct JournalHandle {
+    commands: mpsc::Sender<Command>,
 }
 
-/// The snapshot file's contents for `aggregator`, which has applied every message up
-/// to `applied`.
-pub(crate) fn encode_snapshot(
-    applied: u64,
-    aggregator: &Aggregator,
-) -> serde_json::Result<Vec<u8>> {
-    serde_json::to_vec(&SnapshotRef {
-        applied,
-        aggregator,
-    })
+impl JournalHandle {
+    /// Writes and syncs `batch`; `Ok` once it is on disk, when it is on its way to the
+    /// processor.
+    pub(crate) async fn append(&self, batch: Batch) -> Result<(), JournalError> {
+        let (done, written) = oneshot::channel();
+        self.commands
+            .send(Command::Append(Append { batch, done }))
+            .await
+            .map_err(|_| JournalError::Stopped)?;
+        written.await.map_err(|_| JournalError::Stopped)?
+    }
+
+    /// Everything up to `applied` is in the snapshot: the segments holding only that
+    /// may go.
+    pub(crate) async fn compact(&self, applied: u64) {
+        let _ = self.commands.send(Command::Compact(applied)).await;
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
 }
 
-/// Replaces the snapshot atomically: write aside, sync, rename, sync the directory.
-pub(crate) fn write_snapshot(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-    let aside = dir.join(format!("{SNAPSHOT}.tmp"));
-    let mut file = File::create(&aside)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&aside, dir.join(SNAPSHOT))?;
-    sync_dir(dir)
-}
-
-pub(crate) enum Command {
+enum Command {
     Append(Append),
-    /// Everything up to this sequence number is in the snapshot.
     Compact(u64),
 }
 
-/// What a data directory held.
-pub(crate) struct Recovered {
-    pub(crate) journal: Journal,
-    pub(crate) aggregator: Option<Aggregator>,
-    /// Accepted but not in the snapshot: to apply before anything new.
-    pub(crate) pending: Batch,
+/// A batch for the journal, and who waits for it to be on disk.
+struct Append {
+    batch: Batch,
+    done: oneshot::Sender<Result<(), JournalError>>,
 }
 
 pub(crate) struct Journal {
@@ -89,22 +94,10 @@ pub(crate) struct Journal {
     buffer: Vec<u8>,
 }
 
-/// Opens (creating) the data directory and reads back what it holds.
-pub(crate) fn open(dir: &Path) -> io::Result<Recovered> {
+/// Opens (creating) the data directory's journal and reads back the messages after
+/// `applied` (the snapshot's): accepted, not yet applied, to apply before anything new.
+pub(crate) fn open(dir: &Path, applied: u64) -> io::Result<(Journal, Batch)> {
     fs::create_dir_all(dir)?;
-    let (applied, aggregator) = match fs::read(dir.join(SNAPSHOT)) {
-        Ok(bytes) => {
-            let snapshot: Snapshot = serde_json::from_slice(&bytes).map_err(|error| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {error}", dir.join(SNAPSHOT).display()),
-                )
-            })?;
-            (snapshot.applied, Some(snapshot.aggregator))
-        }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => (0, None),
-        Err(error) => return Err(error),
-    };
     let mut pending = Vec::new();
     let mut last = applied;
     let segments = segments(dir)?;
@@ -127,15 +120,12 @@ pub(crate) fn open(dir: &Path) -> io::Result<Recovered> {
     if !pending.is_empty() {
         tracing::info!(messages = pending.len(), "recovering accepted messages");
     }
-    Ok(Recovered {
-        journal: Journal::start(dir.to_owned(), last + 1)?,
-        aggregator,
-        pending: Batch {
-            messages: pending,
-            seq: last,
-            room: None,
-        },
-    })
+    let pending = Batch {
+        messages: pending,
+        seq: last,
+        room: None,
+    };
+    Ok((Journal::start(dir.to_owned(), last + 1)?, pending))
 }
 
 /// Cuts a partial last line (a write the crash interrupted, never acknowledged), so
@@ -179,10 +169,6 @@ fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 impl Journal {
     fn start(dir: PathBuf, next_seq: u64) -> io::Result<Journal> {
         let segment = Journal::create_segment(&dir, next_seq)?;
@@ -205,13 +191,13 @@ impl Journal {
         Ok(segment)
     }
 
-    /// Runs the journal on its own thread until every sender is gone.
+    /// Runs the journal on its own thread until every handle is gone.
     pub(crate) fn spawn(
         mut self,
-        mut commands: mpsc::Receiver<Command>,
-        processor: mpsc::UnboundedSender<Batch>,
-    ) -> io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new()
+        processor: ToProcessor,
+    ) -> io::Result<(JournalHandle, std::thread::JoinHandle<()>)> {
+        let (handle, mut commands) = mpsc::channel(INBOX);
+        let thread = std::thread::Builder::new()
             .name("journal".into())
             .spawn(move || {
                 while let Some(first) = commands.blocking_recv() {
@@ -226,27 +212,29 @@ impl Journal {
                             next = commands.try_recv().ok();
                         }
                     }
-                    self.append(appends, &processor);
+                    self.write_group(appends, &processor);
                     if let Some(applied) = compact
                         && let Err(error) = self.compact(applied)
                     {
                         tracing::error!(%error, "cannot compact the journal");
                     }
                 }
-            })
+            })?;
+        Ok((JournalHandle { commands: handle }, thread))
     }
 
     /// Writes and syncs a group of batches; on success hands them to the processor
     /// and answers their requests, otherwise answers with the error.
-    fn append(&mut self, mut appends: Vec<Append>, processor: &mpsc::UnboundedSender<Batch>) {
+    fn write_group(&mut self, mut appends: Vec<Append>, processor: &ToProcessor) {
         if appends.is_empty() {
             return;
         }
         if self.needs_segment
             && let Err(error) = self.rotate()
         {
+            let error = JournalError::Write(Arc::new(error));
             for append in appends {
-                let _ = append.done.send(Err(format!("journal: {error}")));
+                let _ = append.done.send(Err(error.clone()));
             }
             return;
         }
@@ -276,8 +264,9 @@ impl Journal {
             }
             Err(error) => {
                 tracing::error!(%error, "cannot write the journal");
+                let error = JournalError::Write(Arc::new(error));
                 for append in appends {
-                    let _ = append.done.send(Err(format!("journal: {error}")));
+                    let _ = append.done.send(Err(error.clone()));
                 }
                 // A partial write stays at the end of a closed segment, where it is
                 // skipped as torn.
@@ -317,7 +306,6 @@ impl Journal {
 mod tests {
     use alert_core::Alert;
     use chrono::{TimeDelta, Utc};
-    use tokio::sync::oneshot;
 
     use super::*;
 
@@ -343,9 +331,8 @@ mod tests {
         )
         .unwrap();
 
-        let recovered = open(&dir).unwrap();
-        assert!(recovered.pending.messages.is_empty());
-        let mut journal = recovered.journal;
+        let (mut journal, pending) = open(&dir, 0).unwrap();
+        assert!(pending.messages.is_empty());
         let (processor, mut applied) = mpsc::unbounded_channel();
         let (done, answer) = oneshot::channel();
         let accepted = alert("Haifa");
@@ -354,12 +341,12 @@ mod tests {
             seq: 0,
             room: None,
         };
-        journal.append(vec![Append { batch, done }], &processor);
-        assert_eq!(answer.blocking_recv().unwrap(), Ok(()));
+        journal.write_group(vec![Append { batch, done }], &processor);
+        answer.blocking_recv().unwrap().expect("on disk");
         assert_eq!(applied.try_recv().unwrap().messages, vec![accepted.clone()]);
         drop(journal);
 
-        assert_eq!(open(&dir).unwrap().pending.messages, vec![accepted]);
+        assert_eq!(open(&dir, 0).unwrap().1.messages, vec![accepted]);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

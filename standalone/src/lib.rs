@@ -14,8 +14,10 @@
 
 mod config;
 mod journal;
+mod pipeline;
 mod processor;
 mod queue;
+mod snapshot;
 mod state;
 
 use std::{future::Future, sync::Arc};
@@ -27,6 +29,8 @@ use tokio::{
     net::TcpListener,
     sync::{mpsc, watch},
 };
+
+use crate::queue::Route;
 
 pub use config::Config;
 pub use queue::MemoryQueue;
@@ -54,17 +58,19 @@ pub async fn run(
     let (to_processor, batches) = mpsc::unbounded_channel();
     let (aggregator, queue, persist) = match &config.data_dir {
         Some(dir) => {
-            let recovered = journal::open(dir)
-                .map_err(|error| anyhow::anyhow!("DATA_DIR {}: {error}", dir.display()))?;
-            let mut aggregator = recovered
-                .aggregator
-                .unwrap_or_else(|| Aggregator::new(dedupe_ttl));
+            let in_dir = |error| anyhow::anyhow!("DATA_DIR {}: {error}", dir.display());
+            let snapshot = snapshot::read(dir).map_err(in_dir)?;
+            let applied = snapshot.as_ref().map_or(0, |snapshot| snapshot.applied);
+            let (journal, pending) = journal::open(dir, applied).map_err(in_dir)?;
+            let mut aggregator = snapshot.map_or_else(
+                || Aggregator::new(dedupe_ttl),
+                |snapshot| snapshot.aggregator,
+            );
             aggregator.set_dedupe_ttl(dedupe_ttl);
-            if !recovered.pending.messages.is_empty() {
-                to_processor.send(recovered.pending)?;
+            if !pending.messages.is_empty() {
+                to_processor.send(pending)?;
             }
-            let (commands, journal_rx) = mpsc::channel(1024);
-            let journal = recovered.journal.spawn(journal_rx, to_processor)?;
+            let (handle, journal) = journal.spawn(to_processor)?;
             // Its thread ends once every sender is gone: after everything else.
             tasks.spawn("journal", async move {
                 match tokio::task::spawn_blocking(move || journal.join()).await {
@@ -72,16 +78,16 @@ pub async fn run(
                     _ => Err("the journal thread panicked"),
                 }
             });
-            let queue = MemoryQueue::new(capacity, queue::Route::Journal(commands.clone()));
+            let queue = MemoryQueue::new(capacity, Route::Journal(handle.clone()));
             let persist = processor::Persist {
                 dir: dir.clone(),
-                journal: commands,
+                journal: handle,
                 interval: std::time::Duration::from_millis(config.snapshot_interval_ms.max(10)),
             };
             (aggregator, queue, Some(persist))
         }
         None => {
-            let queue = MemoryQueue::new(capacity, queue::Route::Processor(to_processor));
+            let queue = MemoryQueue::new(capacity, Route::Processor(to_processor));
             (Aggregator::new(dedupe_ttl), queue, None)
         }
     };

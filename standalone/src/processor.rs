@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 
-use crate::{journal, queue::Batch, state::State};
+use crate::{journal::JournalHandle, pipeline::Batch, snapshot, state::State};
 
 /// Most messages applied under one lock.
 const GROUP: usize = 1024;
@@ -22,7 +22,7 @@ enum Wake {
 
 pub(crate) struct Persist {
     pub(crate) dir: PathBuf,
-    pub(crate) journal: mpsc::Sender<journal::Command>,
+    pub(crate) journal: JournalHandle,
     pub(crate) interval: Duration,
 }
 
@@ -110,16 +110,12 @@ async fn save(state: &State, persist: &Persist, applied: u64) -> bool {
     let aggregator = state.aggregator();
     let dir = persist.dir.clone();
     let written = tokio::task::spawn_blocking(move || {
-        let bytes =
-            journal::encode_snapshot(applied, &aggregator).map_err(std::io::Error::other)?;
-        journal::write_snapshot(&dir, &bytes)
+        let bytes = snapshot::encode(applied, &aggregator).map_err(std::io::Error::other)?;
+        snapshot::write(&dir, &bytes)
     });
     match written.await {
         Ok(Ok(())) => {
-            let _ = persist
-                .journal
-                .send(journal::Command::Compact(applied))
-                .await;
+            persist.journal.compact(applied).await;
             true
         }
         Ok(Err(error)) => {

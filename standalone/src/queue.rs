@@ -9,29 +9,18 @@
 use std::sync::Arc;
 
 use alert_core::{AlertQueue, QueueError, QueueMessage};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::Semaphore;
 
-use crate::journal::Command;
+use crate::{
+    journal::{JournalError, JournalHandle},
+    pipeline::{Batch, ToProcessor},
+};
 
-/// Accepted messages on their way to the processor.
-pub(crate) struct Batch {
-    pub(crate) messages: Vec<QueueMessage>,
-    /// Journal sequence number of the last message (0 without a journal).
-    pub(crate) seq: u64,
-    /// The batch's room in the queue, freed when dropped, after applying.
-    pub(crate) room: Option<OwnedSemaphorePermit>,
-}
-
-/// A batch for the journal, and who waits for it to be on disk.
-pub(crate) struct Append {
-    pub(crate) batch: Batch,
-    pub(crate) done: oneshot::Sender<Result<(), String>>,
-}
-
+/// Where an accepted batch goes: straight to the processor, or through the journal.
 #[derive(Clone)]
 pub(crate) enum Route {
-    Processor(mpsc::UnboundedSender<Batch>),
-    Journal(mpsc::Sender<Command>),
+    Processor(ToProcessor),
+    Journal(JournalHandle),
 }
 
 #[derive(Clone)]
@@ -65,6 +54,15 @@ fn stopped<T>(_: T) -> QueueError {
     QueueError::Unavailable("shutting down".into())
 }
 
+impl From<JournalError> for QueueError {
+    fn from(error: JournalError) -> QueueError {
+        match error {
+            JournalError::Stopped => stopped(error),
+            JournalError::Write(_) => QueueError::NotConfirmed(error.to_string()),
+        }
+    }
+}
+
 impl AlertQueue for MemoryQueue {
     async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
         let weight: usize = messages.iter().map(weight).sum();
@@ -81,17 +79,7 @@ impl AlertQueue for MemoryQueue {
         };
         match &self.route {
             Route::Processor(processor) => processor.send(batch).map_err(stopped),
-            Route::Journal(journal) => {
-                let (done, written) = oneshot::channel();
-                journal
-                    .send(Command::Append(Append { batch, done }))
-                    .await
-                    .map_err(stopped)?;
-                written
-                    .await
-                    .map_err(stopped)?
-                    .map_err(QueueError::NotConfirmed)
-            }
+            Route::Journal(journal) => Ok(journal.append(batch).await?),
         }
     }
 
@@ -107,6 +95,7 @@ impl AlertQueue for MemoryQueue {
 mod tests {
     use alert_core::Alert;
     use chrono::{TimeDelta, Utc};
+    use tokio::sync::mpsc;
 
     use super::*;
 
