@@ -4,7 +4,7 @@ use alert_amqp::AmqpArgs;
 use alert_core::{AlertQueue, Limits, Secret, ServiceArgs};
 use chrono::TimeDelta;
 
-use crate::Ingest;
+use crate::{ApiKeysError, Ingest};
 
 /// Listener settings: every flag has an environment variable, for Helm.
 #[derive(Debug, Clone, clap::Parser)]
@@ -89,7 +89,7 @@ impl IngestArgs {
     }
 
     /// The ingest endpoint over `queue`; `Err` names a bad `API_KEYS` entry.
-    pub fn ingest<Q: AlertQueue>(&self, queue: Q) -> Result<Ingest<Q>, String> {
+    pub fn ingest<Q: AlertQueue>(&self, queue: Q) -> Result<Ingest<Q>, ApiKeysError> {
         Ingest::new(
             queue,
             self.limits(),

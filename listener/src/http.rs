@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::metrics::{InFlight, Metrics};
-use crate::sources::{Refusal, Sources};
+use crate::sources::{ApiKeysError, Refusal, Sources};
 
 /// Everything a request handler needs; generic over where alerts are queued
 /// (RabbitMQ here, an in-process queue in standalone mode).
@@ -96,7 +96,7 @@ impl<Q: AlertQueue> Ingest<Q> {
         mut self,
         api_keys: &alert_core::Secret,
         rate_per_second: f64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ApiKeysError> {
         let burst = (rate_per_second * 2.0).max(self.limits.max_batch as f64);
         self.sources = Sources::new(api_keys, rate_per_second, burst)?;
         Ok(self)
@@ -151,21 +151,24 @@ pub enum IngestError {
     /// The body is over the limit: 413; split the batch.
     #[error("the body is over the limit of {0} bytes")]
     TooLarge(usize),
+    /// No Content-Type: 415.
+    #[error("Content-Type is required: application/json or application/cap+xml")]
+    MissingContentType,
     /// Neither JSON nor CAP XML: 415.
-    #[error("{0}")]
+    #[error("unsupported Content-Type {0:?}: use application/json or application/cap+xml")]
     UnsupportedMediaType(String),
     /// The client went away or sent a broken body: 400.
     #[error("cannot read the request body: {0}")]
-    BodyUnreadable(String),
+    BodyUnreadable(axum::Error),
     /// Missing or unknown API key: 401; the source must present its key.
     #[error("a valid API key is required (Authorization: Bearer <key> or X-Api-Key)")]
     Unauthenticated,
     /// The source posts faster than its limit: 429; retry after the given seconds.
     #[error("over this source's rate limit; retry in {0} s")]
     RateLimited(u64),
-    /// Not durably queued: 503 with `Retry-After`; the source retries.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
+    /// Not durably queued: 503 with `Retry-After` (the seconds); the source retries.
+    #[error("{0}")]
+    Queue(QueueError, u64),
 }
 
 impl IngestError {
@@ -174,6 +177,7 @@ impl IngestError {
         matches!(
             self,
             IngestError::Unauthenticated
+                | IngestError::MissingContentType
                 | IngestError::UnsupportedMediaType(_)
                 | IngestError::TooLarge(_)
                 | IngestError::BodyUnreadable(_)
@@ -184,10 +188,12 @@ impl IngestError {
         match self {
             IngestError::Invalid(_) | IngestError::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
             IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::MissingContentType | IngestError::UnsupportedMediaType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             IngestError::Unauthenticated => StatusCode::UNAUTHORIZED,
             IngestError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            IngestError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Queue(..) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -202,7 +208,22 @@ impl IntoResponse for IngestError {
             error: self.to_string(),
             field,
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            IngestError::Queue(cause, seconds) => {
+                warn!(error = %cause, "alerts not queued; answering 503");
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            IngestError::RateLimited(seconds) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            IngestError::Unauthenticated => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
     }
 }
 
@@ -213,9 +234,7 @@ enum BodyKind {
 
 fn body_kind(headers: &HeaderMap) -> Result<BodyKind, IngestError> {
     let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
-        return Err(IngestError::UnsupportedMediaType(
-            "Content-Type is required: application/json or application/cap+xml".into(),
-        ));
+        return Err(IngestError::MissingContentType);
     };
     let mime = content_type
         .to_str()
@@ -228,9 +247,7 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, IngestError> {
     match mime.as_str() {
         "application/json" => Ok(BodyKind::Json),
         "application/cap+xml" | "application/xml" | "text/xml" => Ok(BodyKind::Cap),
-        other => Err(IngestError::UnsupportedMediaType(format!(
-            "unsupported Content-Type {other:?}: use application/json or application/cap+xml"
-        ))),
+        other => Err(IngestError::UnsupportedMediaType(other.to_owned())),
     }
 }
 
@@ -268,15 +285,6 @@ async fn post_alerts<Q: AlertQueue>(
     let response = match result {
         Ok(ids) => (StatusCode::ACCEPTED, Json(Accepted { ids })).into_response(),
         Err(error) => {
-            if let IngestError::Queue(cause) = &error {
-                warn!(error = %cause, "alerts not queued; answering 503");
-            }
-            let retry_after = match &error {
-                IngestError::Queue(_) => Some(u64::from(ingest.retry_after_seconds)),
-                IngestError::RateLimited(seconds) => Some(*seconds),
-                _ => None,
-            };
-            let unauthenticated = matches!(error, IngestError::Unauthenticated);
             let unread = has_body && error.leaves_body_unread();
             let mut response = error.into_response();
             if unread {
@@ -288,16 +296,6 @@ async fn post_alerts<Q: AlertQueue>(
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            if let Some(seconds) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            }
-            if unauthenticated {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             response
         }
@@ -332,7 +330,7 @@ async fn accept<Q: AlertQueue>(
             if is_length_limit(&error) {
                 IngestError::TooLarge(ingest.max_body_bytes)
             } else {
-                IngestError::BodyUnreadable(error.to_string())
+                IngestError::BodyUnreadable(error)
             }
         })?;
     let request = RequestContext {
@@ -362,7 +360,11 @@ async fn accept<Q: AlertQueue>(
         ingest.sources.admit(source, messages.len())?;
     }
     let started = Instant::now();
-    ingest.queue.publish(&messages).await?;
+    ingest
+        .queue
+        .publish(&messages)
+        .await
+        .map_err(|cause| IngestError::Queue(cause, u64::from(ingest.retry_after_seconds)))?;
     ingest
         .metrics
         .publish_seconds

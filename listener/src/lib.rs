@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 
 pub use config::{Config, IngestArgs};
 pub use http::{Ingest, IngestError, ingest_router, router};
+pub use sources::ApiKeysError;
 
 /// Runs the listener on `listener` until `shutdown` completes, then drains in-flight
 /// requests (so their publishes finish and are answered) and closes the broker link.

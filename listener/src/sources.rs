@@ -24,6 +24,15 @@ pub(crate) struct Sources {
     burst: f64,
 }
 
+/// A bad `API_KEYS` entry (never showing the key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiKeysError {
+    #[error("API_KEYS entries look like source=key")]
+    NotAPair,
+    #[error("API key of {0:?}: a source name and a key of at least 16 characters")]
+    TooShort(String),
+}
+
 /// Why a request was not let through.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Refusal {
@@ -39,7 +48,11 @@ struct Bucket {
 
 impl Sources {
     /// `api_keys`: `source=key` pairs separated by commas; empty means authentication off.
-    pub(crate) fn new(api_keys: &Secret, rate_per_second: f64, burst: f64) -> Result<Self, String> {
+    pub(crate) fn new(
+        api_keys: &Secret,
+        rate_per_second: f64,
+        burst: f64,
+    ) -> Result<Self, ApiKeysError> {
         let mut keys = Vec::new();
         for pair in api_keys
             .expose()
@@ -47,14 +60,10 @@ impl Sources {
             .map(str::trim)
             .filter(|p| !p.is_empty())
         {
-            let (source, key) = pair
-                .split_once('=')
-                .ok_or("API_KEYS entries look like source=key")?;
+            let (source, key) = pair.split_once('=').ok_or(ApiKeysError::NotAPair)?;
             let (source, key) = (source.trim(), key.trim());
             if source.is_empty() || key.len() < 16 {
-                return Err(format!(
-                    "API key of {source:?}: a source name and a key of at least 16 characters"
-                ));
+                return Err(ApiKeysError::TooShort(source.to_owned()));
             }
             keys.push((source.to_owned(), Secret::new(key)));
         }
