@@ -20,7 +20,7 @@ use tokio::sync::{broadcast::error::RecvError, watch};
 
 use crate::{
     hub::{Fanout, Hub, Since},
-    socket::{Snapshot, clean_locations},
+    socket::{Snapshot, SubscriptionError, clean_locations},
 };
 
 /// Most history entries one request may ask for.
@@ -51,6 +51,9 @@ pub(crate) enum ApiError {
     /// The client must fix the request: 400.
     #[error("{0}")]
     Invalid(String),
+    /// A location the client must fix: 400.
+    #[error(transparent)]
+    Locations(#[from] SubscriptionError),
     /// The state backend (Redis) is unreachable: 503; retry, or another pod.
     #[error("temporarily unavailable")]
     Unavailable(#[from] StateError),
@@ -59,7 +62,7 @@ pub(crate) enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) | ApiError::Locations(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(error) => {
                 tracing::warn!(%error, "cannot read the state for a request");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -101,8 +104,7 @@ fn location_filter(hub: &Hub, raw: Option<&str>) -> Result<Option<Vec<String>>, 
         return Ok(None);
     };
     let requested: Vec<String> = raw.split(',').map(str::to_owned).collect();
-    let locations =
-        clean_locations(&requested, hub.limits.max_locations).map_err(ApiError::Invalid)?;
+    let locations = clean_locations(&requested, hub.limits.max_locations)?;
     Ok(Some(locations.into_iter().collect()))
 }
 
@@ -190,8 +192,7 @@ async fn history(
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<History>, ApiError> {
     let location = query.location.unwrap_or_default();
-    let location = clean_locations(&[location], 1)
-        .map_err(ApiError::Invalid)?
+    let location = clean_locations(&[location], 1)?
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::Invalid("location is required".into()))?;

@@ -14,11 +14,11 @@ use std::{
     sync::{Arc, Mutex as StdMutex},
 };
 
-use alert_core::Event;
+use alert_core::{Event, LocationError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use socketioxide::{
-    SendError, SocketError,
+    ParserError, SendError, SocketError,
     extract::{AckSender, SocketRef, TryData},
     handler::ConnectHandler,
     socket::{DisconnectReason, Sid},
@@ -58,18 +58,42 @@ struct ErrorAck {
     error: String,
 }
 
+/// Why a subscription is refused; the text is what the client is told.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SubscriptionError {
+    /// Not the shape of a `subscribe` / `unsubscribe` payload.
+    #[error("invalid {event} payload: {error}")]
+    Payload {
+        event: &'static str,
+        error: ParserError,
+    },
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    /// Over the limit of locations per client.
+    #[error("at most {0} locations per client")]
+    TooMany(usize),
+}
+
+/// Why a handshake is refused: the `connect_error` the client sees.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("invalid auth: {0}")]
+    Auth(#[from] ParserError),
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionError),
+}
+
 /// Checks (core's one location rule), trims and dedupes requested locations.
 pub(crate) fn clean_locations(
     requested: &[String],
     max: usize,
-) -> Result<BTreeSet<String>, String> {
+) -> Result<BTreeSet<String>, SubscriptionError> {
     let mut locations = BTreeSet::new();
     for location in requested {
-        let location = alert_core::clean_location(location).map_err(|e| e.to_string())?;
-        locations.insert(location.to_owned());
+        locations.insert(alert_core::clean_location(location)?.to_owned());
     }
     if locations.len() > max {
-        return Err(format!("at most {max} locations per client"));
+        return Err(SubscriptionError::TooMany(max));
     }
     Ok(locations)
 }
@@ -116,14 +140,14 @@ pub(crate) fn register(hub: Arc<Hub>) {
         async move {
             // A bad handshake is refused with a `connect_error` the client sees; stock
             // clients do not retry that by themselves (no reconnect storm).
-            let auth = auth.map_err(|e| format!("invalid auth: {e}"))?;
+            let auth = auth?;
             let locations = clean_locations(
                 auth.locations.as_deref().unwrap_or_default(),
                 hub.limits.max_locations,
             )?;
             let set_up = set_up(&hub, &socket, locations, auth.since);
             lock(&connecting).insert(socket.id, set_up);
-            Ok::<(), String>(())
+            Ok::<(), HandshakeError>(())
         }
     };
     let connect = move |socket: SocketRef| {
@@ -175,7 +199,10 @@ fn set_up(
                 let _turn = turns.lock().await;
                 match request {
                     Ok(request) => subscribe(&hub, &socket, request, ack).await,
-                    Err(error) => reply_error(ack, format!("invalid subscribe payload: {error}")),
+                    Err(error) => {
+                        let event = "subscribe";
+                        reply_error(ack, SubscriptionError::Payload { event, error })
+                    }
                 }
             }
         },
@@ -190,7 +217,8 @@ fn set_up(
                 let request = match request {
                     Ok(request) => request,
                     Err(error) => {
-                        return reply_error(ack, format!("invalid unsubscribe payload: {error}"));
+                        let event = "unsubscribe";
+                        return reply_error(ack, SubscriptionError::Payload { event, error });
                     }
                 };
                 let gone: Vec<String> = request
@@ -263,7 +291,8 @@ async fn read_snapshot(
     })
 }
 
-fn reply_error(ack: AckSender, error: String) {
+fn reply_error(ack: AckSender, error: SubscriptionError) {
+    let error = error.to_string();
     if let Err(error) = ack.send(&ErrorAck { error }) {
         tracing::debug!(%error, "cannot answer a request");
     }
@@ -280,8 +309,7 @@ async fn subscribe(hub: &Hub, socket: &SocketRef, request: Subscription, ack: Ac
     let mut locations = hub.locations_of(socket);
     locations.extend(requested);
     if locations.len() > hub.limits.max_locations {
-        let error = format!("at most {} locations per client", hub.limits.max_locations);
-        return reply_error(ack, error);
+        return reply_error(ack, SubscriptionError::TooMany(hub.limits.max_locations));
     }
     let joining = hub.hold_for_join(socket, locations.clone());
     let snapshot = read_snapshot(hub, &joining, &locations, request.since.as_ref()).await;

@@ -20,7 +20,7 @@ mod store;
 
 pub use connection::reconnect_policy;
 pub use live::LiveSubscriber;
-pub use record::{LogRecord, StoredWindow, parse_live_message};
+pub use record::{LiveMessageError, LogRecord, StoredWindow, parse_live_message};
 pub use store::{Applied, Closed, Keys, RedisArgs, Store, StoreSettings};
 
 /// Whether a Redis error may go away by itself (connection, timeout, server busy or

@@ -77,16 +77,28 @@ impl LogRecord {
     }
 }
 
+/// Why a live message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveMessageError {
+    #[error("live message without an offset")]
+    NoOffset,
+    #[error("live message offset {text:?}: {error}")]
+    Offset {
+        text: String,
+        error: alert_core::offset::InvalidOffset,
+    },
+    #[error("bad live record: {0}")]
+    Record(#[from] serde_json::Error),
+}
+
 /// Splits a live message, `"<offset> <record JSON>"`, into its event.
-pub fn parse_live_message(payload: &str) -> Result<Event, String> {
-    let (offset, body) = payload
-        .split_once(' ')
-        .ok_or("live message without an offset")?;
-    let offset = offset
-        .parse()
-        .map_err(|e| format!("live message offset {offset:?}: {e}"))?;
-    let record: LogRecord =
-        serde_json::from_str(body).map_err(|e| format!("bad live record: {e}"))?;
+pub fn parse_live_message(payload: &str) -> Result<Event, LiveMessageError> {
+    let (offset, body) = payload.split_once(' ').ok_or(LiveMessageError::NoOffset)?;
+    let offset = offset.parse().map_err(|error| LiveMessageError::Offset {
+        text: offset.to_owned(),
+        error,
+    })?;
+    let record: LogRecord = serde_json::from_str(body)?;
     Ok(record.into_event(offset))
 }
 
