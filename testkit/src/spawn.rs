@@ -1,7 +1,7 @@
 //! A service running in the test's process on free ports: the one way every crate's
 //! integration tests start, probe and stop their service.
 //!
-//! ```ignore
+//! ```text
 //! let app = spawn(|listener, shutdown| alert_listener::run(config, listener, shutdown)).await;
 //! app.wait_ready().await;
 //! // ... requests to app.url("/api/alerts") ...
