@@ -4,7 +4,10 @@
 //!   RabbitMQ and Redis of the machine and still run in parallel.
 //! - [`Proxy`]: a TCP proxy a test can cut and restore, to play a broker or Redis
 //!   outage without stopping the shared server.
+//! - [`spawn()`] (and [`spawn_n`]): a service running in the test's process on free
+//!   ports, to wait ready, probe and stop.
 //! - [`eventually`]: poll until a condition holds, with a deadline (never a bare sleep).
+//! - [`delete_queues`]: remove a test's queue and its dead-letter queue.
 //! - [`SioClient`]: a minimal Socket.IO client speaking the real protocol.
 //! - [`contract`]: the end-to-end contract cases every deployment mode must pass.
 //! - [`exits`] and the `exits_on_*` checks: run a binary and check
@@ -31,8 +34,10 @@ pub mod cap;
 pub mod contract;
 pub mod pages;
 mod sio;
+pub mod spawn;
 
 pub use sio::SioClient;
+pub use spawn::{Shutdown, Spawned, spawn, spawn_n};
 
 /// How long a test waits for something that should happen in milliseconds.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -72,6 +77,24 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Deletes `queue` and its dead-letter queue `<queue>.dead` from the local RabbitMQ
+/// (a queue that does not exist is no error).
+pub async fn delete_queues(queue: &str) {
+    let connection = alert_amqp::connect(AMQP_URL, "test cleanup")
+        .await
+        .expect("connect to RabbitMQ");
+    let channel = connection.create_channel().await.expect("a channel");
+    for name in [queue.to_owned(), format!("{queue}.dead")] {
+        let _ = channel
+            .queue_delete(
+                name.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+    let _ = connection.close(200, "done".into()).await;
 }
 
 /// A TCP proxy to `target` that refuses connections while down.

@@ -1,4 +1,6 @@
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use alert_testkit::eventually;
 
 use crate::helpers::{Proxy, TestApp, alert, config, ids, proxied_url, take_all, unique};
 
@@ -26,19 +28,16 @@ async fn broker_outage_answers_503_and_recovers() {
     let first = ids(app.post_json(&alert("Ashdod")).await).await;
 
     proxy.down();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let status = app.post_json(&alert("Ashdod")).await.status();
-        assert!(status == 503 || status == 202, "unexpected {status}");
-        if status == 503 && app.readyz().await == 503 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the lost connection was never noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        "the lost connection noticed",
+        || async {
+            let status = app.post_json(&alert("Ashdod")).await.status();
+            assert!(status == 503 || status == 202, "unexpected {status}");
+            (status == 503 && app.readyz().await == 503).then_some(())
+        },
+    )
+    .await;
 
     proxy.up();
     app.wait_ready().await;

@@ -1,18 +1,15 @@
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
 
 use alert_core::{QueueMessage, Secret};
 use alert_listener::Config;
 use lapin::{
     BasicProperties, Channel, Connection,
     message::BasicGetMessage,
-    options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions},
+    options::{BasicAckOptions, BasicGetOptions},
 };
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-pub(crate) use alert_testkit::{AMQP_URL, Proxy, unique};
+use alert_testkit::Spawned;
+pub(crate) use alert_testkit::{AMQP_URL, Proxy, delete_queues, unique};
 
 /// An AMQP URL through `proxy`, with a short heartbeat so a cut is noticed quickly.
 pub(crate) fn proxied_url(proxy: &Proxy) -> String {
@@ -29,34 +26,27 @@ pub(crate) fn config(queue: &str, amqp_url: &str) -> Config {
     config
 }
 
-/// A listener running in this process on a free port.
+/// A listener running in this process on a free port (a [`Spawned`] with the queue it
+/// publishes to).
 pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
     pub(crate) http: reqwest::Client,
     pub(crate) queue: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<std::io::Result<()>>,
+    service: Spawned<std::io::Error>,
 }
 
 impl TestApp {
     pub(crate) async fn spawn(config: Config) -> TestApp {
         let queue = config.amqp.queue.clone();
-        let listener = TcpListener::bind(config.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(alert_listener::run(config, listener, async move {
-            let _ = rx.await;
-        }));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
+        let service = alert_testkit::spawn(|listener, shutdown| {
+            alert_listener::run(config, listener, shutdown)
+        })
+        .await;
         TestApp {
-            addr,
-            http,
+            addr: service.addr(),
+            http: service.http().clone(),
             queue,
-            shutdown: Some(tx),
-            handle,
+            service,
         }
     }
 
@@ -68,25 +58,17 @@ impl TestApp {
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.service.url(path)
     }
 
     pub(crate) async fn readyz(&self) -> u16 {
-        self.http
-            .get(self.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        self.service.readyz().await
     }
 
     pub(crate) async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.readyz().await != 200 {
-            assert!(Instant::now() < deadline, "listener never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.service
+            .wait_ready_within(Duration::from_secs(20))
+            .await;
     }
 
     pub(crate) async fn post(
@@ -108,11 +90,8 @@ impl TestApp {
     }
 
     /// Stops the listener the way SIGTERM would, and deletes its queues.
-    pub(crate) async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.handle).await.unwrap().unwrap();
+    pub(crate) async fn stop(self) {
+        self.service.stop().await.unwrap();
         delete_queues(&self.queue).await;
     }
 }
@@ -192,13 +171,4 @@ pub(crate) async fn take_all(queue: &str) -> Vec<(BasicProperties, QueueMessage)
             messages.into_iter().map(move |m| (properties.clone(), m))
         })
         .collect()
-}
-
-pub(crate) async fn delete_queues(queue: &str) {
-    let (_connection, channel) = channel().await;
-    for name in [queue.to_owned(), format!("{queue}.dead")] {
-        let _ = channel
-            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
 }

@@ -3,10 +3,9 @@ use std::{net::SocketAddr, time::Duration};
 use alert_core::{Alert, QueueMessage};
 use alert_notify::Config;
 use alert_redis::{Store, StoreSettings};
+use alert_testkit::Spawned;
 use chrono::{DateTime, TimeDelta, Utc};
-use lapin::options::QueueDeleteOptions;
 use serde_json::Value;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 pub(crate) use alert_testkit::{Proxy, REDIS_URL, SioClient, WAIT, eventually, unique};
 
@@ -26,8 +25,7 @@ pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
     pub(crate) http: reqwest::Client,
     pub(crate) store: Store,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<Result<(), alert_notify::RunError>>,
+    service: Spawned<alert_notify::RunError>,
 }
 
 impl TestApp {
@@ -35,22 +33,15 @@ impl TestApp {
         let store = Store::connect(REDIS_URL, config.redis.keys(), StoreSettings::default())
             .await
             .unwrap();
-        let listener = TcpListener::bind(config.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(alert_notify::run(config, listener, async move {
-            let _ = rx.await;
-        }));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
+        let service = alert_testkit::spawn(|listener, shutdown| {
+            alert_notify::run(config, listener, shutdown)
+        })
+        .await;
         let app = TestApp {
-            addr,
-            http,
+            addr: service.addr(),
+            http: service.http().clone(),
             store,
-            shutdown: Some(tx),
-            handle,
+            service,
         };
         app.wait_ready().await;
         app
@@ -85,17 +76,11 @@ impl TestApp {
     }
 
     pub(crate) async fn readyz(&self) -> u16 {
-        match self.http.get(self.url("/readyz")).send().await {
-            Ok(response) => response.status().as_u16(),
-            Err(_) => 0,
-        }
+        self.service.readyz().await
     }
 
     pub(crate) async fn wait_ready(&self) {
-        eventually(WAIT, "notify ready", || async {
-            (self.readyz().await == 200).then_some(())
-        })
-        .await;
+        self.service.wait_ready_within(WAIT).await;
     }
 
     pub(crate) async fn get_json(&self, path: &str) -> (u16, Value) {
@@ -116,11 +101,8 @@ impl TestApp {
     }
 
     /// Stops notify the way SIGTERM would, and deletes its keys.
-    pub(crate) async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.handle).await.unwrap().unwrap();
+    pub(crate) async fn stop(self) {
+        self.service.stop().await.unwrap();
         self.store.delete_all().await.unwrap();
     }
 }
@@ -163,69 +145,43 @@ pub(crate) struct Ingest {
     pub(crate) queue: String,
     pub(crate) prefix: String,
     pub(crate) addr: SocketAddr,
-    stops: Vec<oneshot::Sender<()>>,
-    services: Vec<JoinHandle<std::io::Result<()>>>,
+    listener: Spawned<std::io::Error>,
+    processor: Spawned<std::io::Error>,
 }
 
 impl Ingest {
     pub(crate) async fn start(name: &str) -> Ingest {
         let queue = unique(name);
         let prefix = format!("{queue}:");
-        let (mut stops, mut services) = (Vec::new(), Vec::new());
-        let mut stopper = || {
-            let (stop, stopped) = oneshot::channel::<()>();
-            stops.push(stop);
-            async move {
-                let _ = stopped.await;
-            }
-        };
-        let mut listener = alert_listener::Config::defaults();
-        listener.amqp.queue = queue.clone();
-        listener.service.shutdown_timeout_seconds = 2;
-        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        services.push(tokio::spawn(alert_listener::run(
-            listener,
-            socket,
-            stopper(),
-        )));
-        let mut processor = alert_processor::Config::defaults();
-        processor.amqp.queue = queue.clone();
-        processor.redis.redis_prefix = prefix.clone();
-        processor.service.shutdown_timeout_seconds = 2;
-        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let processor_addr = socket.local_addr().unwrap();
-        services.push(tokio::spawn(alert_processor::run(
-            processor,
-            socket,
-            stopper(),
-        )));
-        wait_ready(addr, "listener ready").await;
-        wait_ready(processor_addr, "processor ready").await;
+        let mut config = alert_listener::Config::defaults();
+        config.amqp.queue = queue.clone();
+        config.service.shutdown_timeout_seconds = 2;
+        let listener =
+            alert_testkit::spawn(|socket, shutdown| alert_listener::run(config, socket, shutdown))
+                .await;
+        let mut config = alert_processor::Config::defaults();
+        config.amqp.queue = queue.clone();
+        config.redis.redis_prefix = prefix.clone();
+        config.service.shutdown_timeout_seconds = 2;
+        let processor =
+            alert_testkit::spawn(|socket, shutdown| alert_processor::run(config, socket, shutdown))
+                .await;
+        let ready = Duration::from_secs(20);
+        listener.wait_ready_within(ready).await;
+        processor.wait_ready_within(ready).await;
         Ingest {
             queue,
             prefix,
-            addr,
-            stops,
-            services,
+            addr: listener.addr(),
+            listener,
+            processor,
         }
     }
 
     pub(crate) async fn stop(self) {
-        for stop in self.stops {
-            let _ = stop.send(());
-        }
-        for service in self.services {
-            service.await.unwrap().unwrap();
-        }
-        let connection = alert_amqp::connect(alert_testkit::AMQP_URL, "test cleanup")
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        for name in [self.queue.clone(), format!("{}.dead", self.queue)] {
-            let _ = channel
-                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
+        let (listener, processor) = futures::join!(self.listener.stop(), self.processor.stop());
+        listener.unwrap();
+        processor.unwrap();
+        alert_testkit::delete_queues(&self.queue).await;
     }
 }

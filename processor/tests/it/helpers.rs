@@ -5,10 +5,9 @@ use alert_core::{Alert, AlertQueue, Event, EventType, QueueMessage, Secret};
 use alert_processor::Config;
 use alert_redis::{Keys, Store, StoreSettings};
 use chrono::{DateTime, TimeDelta, Utc};
-use lapin::options::QueueDeleteOptions;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 pub(crate) use alert_testkit::{AMQP_URL, Proxy, REDIS_URL, eventually, unique};
+use alert_testkit::{Spawned, delete_queues};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
@@ -110,61 +109,32 @@ pub(crate) fn config(queue: &str, prefix: &str, redis_url: &str) -> Config {
     config
 }
 
-/// A processor running in this process.
+/// A processor running in this process on a free port.
 pub(crate) struct Running {
-    pub(crate) addr: std::net::SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<std::io::Result<()>>,
+    service: Spawned<std::io::Error>,
 }
 
 impl Running {
     pub(crate) async fn start(config: Config) -> Running {
-        let listener = TcpListener::bind(config.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(alert_processor::run(config, listener, async move {
-            let _ = rx.await;
-        }));
-        Running {
-            addr,
-            shutdown: Some(tx),
-            handle,
-        }
+        let service = alert_testkit::spawn(|listener, shutdown| {
+            alert_processor::run(config, listener, shutdown)
+        })
+        .await;
+        Running { service }
     }
 
     pub(crate) async fn get(&self, path: &str) -> (u16, String) {
-        let response = reqwest::get(format!("http://{}{path}", self.addr))
-            .await
-            .unwrap();
+        let response = reqwest::get(self.service.url(path)).await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
     pub(crate) async fn wait_ready(&self) {
-        eventually(WAIT, "processor ready", || async {
-            (self.get("/readyz").await.0 == 200).then_some(())
-        })
-        .await;
+        self.service.wait_ready_within(WAIT).await;
     }
 
-    pub(crate) async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.handle).await.unwrap().unwrap();
+    pub(crate) async fn stop(self) {
+        self.service.stop().await.unwrap();
     }
-}
-
-pub(crate) async fn delete_queues(queue: &str) {
-    let connection = alert_amqp::connect(AMQP_URL, "processor tests cleanup")
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    for name in [queue.to_owned(), format!("{queue}.dead")] {
-        let _ = channel
-            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    let _ = connection.close(200, "done".into()).await;
 }
 
 /// An alert for `location` from `start` for `duration`.

@@ -1,15 +1,14 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use alert_standalone::Config;
+use alert_testkit::Spawned;
 use alert_testkit::contract::{Endpoints, System};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// A standalone broadcaster running in this test process on free ports.
 pub(crate) struct Standalone {
     pub(crate) ingest: SocketAddr,
     pub(crate) clients: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<()>>,
+    service: Spawned<anyhow::Error>,
 }
 
 pub(crate) fn config(data_dir: Option<PathBuf>) -> Config {
@@ -25,26 +24,14 @@ impl Standalone {
     }
 
     pub(crate) async fn with(config: Config) -> Standalone {
-        let ingest_socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let clients_socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (ingest, clients) = (
-            ingest_socket.local_addr().unwrap(),
-            clients_socket.local_addr().unwrap(),
-        );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(alert_standalone::run(
-            config,
-            ingest_socket,
-            clients_socket,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let service = alert_testkit::spawn_n(|[ingest, clients], shutdown| {
+            alert_standalone::run(config, ingest, clients, shutdown)
+        })
+        .await;
         Standalone {
-            ingest,
-            clients,
-            stop,
-            task,
+            ingest: service.addrs()[0],
+            clients: service.addrs()[1],
+            service,
         }
     }
 }
@@ -58,7 +45,6 @@ impl System for Standalone {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+        self.service.stop().await.unwrap();
     }
 }
