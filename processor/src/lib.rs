@@ -357,6 +357,7 @@ impl Handler {
         result: &Result<Vec<Applied>, Failure>,
     ) -> Disposition {
         let metrics = &self.health.metrics;
+        let settled = disposition(result);
         match result {
             Ok(applied) => {
                 for (message, applied) in messages.iter().zip(applied) {
@@ -364,7 +365,7 @@ impl Handler {
                 }
             }
             Err(_) => {
-                let outcome = disposition(result).label();
+                let outcome = settled.label();
                 for message in messages {
                     warn!(alert_id = %message.id(), outcome, "message not applied");
                 }
@@ -374,7 +375,7 @@ impl Handler {
                     .inc_by(messages.len() as u64);
             }
         }
-        disposition(result)
+        settled
     }
 }
 

@@ -240,11 +240,12 @@ impl Store {
         messages: &[QueueMessage],
         now: Option<DateTime<Utc>>,
     ) -> Result<Vec<Applied>, Error> {
-        let payload: Vec<ScriptMessage> = messages.iter().map(ScriptMessage::from).collect();
-        let payload = serde_json::to_string(&payload).expect("script payloads always serialise");
+        // The script would answer `{}` (cjson's empty table), not a list: nothing to run.
         if messages.is_empty() {
             return Ok(Vec::new());
         }
+        let payload: Vec<ScriptMessage> = messages.iter().map(ScriptMessage::from).collect();
+        let payload = serde_json::to_string(&payload).expect("script payloads always serialise");
         let replies: Vec<ScriptReply> = decode_reply(&self.run("batch", now, payload).await?)?;
         if replies.len() != messages.len() {
             return Err(Error::new(
