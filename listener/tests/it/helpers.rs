@@ -1,7 +1,16 @@
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use alert_core::{QueueMessage, Secret};
-use alert_listener::Config;
+use alert_core::{AlertQueue, QueueError, QueueMessage, Secret};
+use alert_listener::{Config, Ingest, IngestArgs};
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Request, StatusCode, header},
+};
 use lapin::{
     BasicProperties, Channel, Connection,
     message::BasicGetMessage,
@@ -93,6 +102,117 @@ impl TestApp {
     pub(crate) async fn stop(self) {
         self.service.stop().await.unwrap();
         delete_queues(&self.queue).await;
+    }
+}
+
+/// A queue that keeps what it is given, for the in-process tier.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<QueueMessage>>>);
+
+impl AlertQueue for Recorder {
+    async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
+        self.0.lock().unwrap().extend_from_slice(messages);
+        Ok(())
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+/// The listener's routes in this process, over a queue that records what it is given:
+/// what the HTTP edge validates is tested without RabbitMQ or a socket. What depends
+/// on the connection (chunked bodies, keep-alive, `Connection: close`) is tested
+/// against a [`TestApp`].
+pub(crate) struct InProcess {
+    router: Router,
+    queue: Recorder,
+}
+
+/// An answer from the in-process tier: its status, headers and JSON body (a JSON
+/// string when the body is not JSON).
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: serde_json::Value,
+}
+
+impl InProcess {
+    /// With the listener's default limits and no API keys.
+    pub(crate) fn new() -> InProcess {
+        InProcess::with(&Config::defaults().ingest)
+    }
+
+    pub(crate) fn with(args: &IngestArgs) -> InProcess {
+        let queue = Recorder::default();
+        let ingest: Ingest<Recorder> = args.ingest(queue.clone()).expect("valid API keys");
+        InProcess {
+            router: alert_listener::router(Arc::new(ingest)),
+            queue,
+        }
+    }
+
+    /// `POST /api/alerts` with `content_type` (none when `None`) and a Content-Length,
+    /// as an HTTP client sends it.
+    pub(crate) async fn post(
+        &self,
+        content_type: Option<&str>,
+        body: impl Into<Vec<u8>>,
+    ) -> Answer {
+        let body = body.into();
+        let mut request = Request::post("/api/alerts").header(header::CONTENT_LENGTH, body.len());
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        self.send(request.body(Body::from(body)).unwrap()).await
+    }
+
+    pub(crate) async fn post_json(&self, body: &serde_json::Value) -> Answer {
+        self.post(Some("application/json"), body.to_string()).await
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> StatusCode {
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .status
+    }
+
+    pub(crate) async fn send(&self, request: Request<Body>) -> Answer {
+        use tower::ServiceExt as _;
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Every message queued so far, in order.
+    pub(crate) fn queued_messages(&self) -> Vec<QueueMessage> {
+        self.queue.0.lock().unwrap().clone()
+    }
+
+    /// The ids of every message queued so far, in order.
+    pub(crate) fn queued(&self) -> Vec<uuid::Uuid> {
+        self.queued_messages()
+            .iter()
+            .map(QueueMessage::id)
+            .collect()
+    }
+}
+
+impl Answer {
+    /// The ids of a 202.
+    pub(crate) fn ids(&self) -> Vec<uuid::Uuid> {
+        assert_eq!(self.status, StatusCode::ACCEPTED, "{}", self.body);
+        serde_json::from_value(self.body["ids"].clone()).unwrap()
     }
 }
 

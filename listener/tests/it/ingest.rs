@@ -1,8 +1,9 @@
 use alert_core::QueueMessage;
+use axum::{body::Body, http::Request};
 use lapin::types::AMQPValue;
 use serde_json::json;
 
-use crate::helpers::{TestApp, alert, ids, take_all, take_entries};
+use crate::helpers::{InProcess, TestApp, alert, ids, take_all, take_entries};
 
 #[tokio::test]
 async fn valid_alert_is_queued_persistent_with_its_uuid() {
@@ -180,23 +181,22 @@ async fn cap_alert_and_cancel_are_queued() {
 
 #[tokio::test]
 async fn openapi_document_describes_the_ingest_route() {
-    let app = TestApp::ready("openapi").await;
-    let doc: serde_json::Value = app
-        .http
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let app = InProcess::new();
+    let answer = app
+        .send(
+            Request::get("/api/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let doc = answer.body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let post = &doc["paths"]["/api/alerts"]["post"];
     assert!(post["responses"]["202"].is_object() && post["responses"]["503"].is_object());
     assert!(
         doc["components"]["schemas"]["AlertInput"]["properties"]["durationSeconds"].is_object()
     );
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -223,47 +223,36 @@ async fn metrics_count_requests_by_status() {
 
 #[tokio::test]
 async fn api_keys_authenticate_sources_and_rate_limit_them() {
-    let mut config =
-        crate::helpers::config(&crate::helpers::unique("auth"), crate::helpers::AMQP_URL);
-    config.ingest.api_keys = alert_core::Secret::new("sirens=sirens-key-0123456789");
-    config.ingest.source_rate_limit = 5.0;
-    config.ingest.max_batch = 10;
-    let app = TestApp::spawn(config).await;
-    app.wait_ready().await;
+    let mut args = alert_listener::Config::defaults().ingest;
+    args.api_keys = alert_core::Secret::new("sirens=sirens-key-0123456789");
+    args.source_rate_limit = 5.0;
+    args.max_batch = 10;
+    let app = InProcess::with(&args);
     let post = |key: Option<&'static str>, body: serde_json::Value| {
-        let mut request = app
-            .http
-            .post(app.url("/api/alerts"))
-            .header("content-type", "application/json");
+        let mut request = Request::post("/api/alerts").header("content-type", "application/json");
         if let Some(key) = key {
             request = request.header("authorization", format!("Bearer {key}"));
         }
-        request.body(body.to_string()).send()
+        app.send(request.body(Body::from(body.to_string())).unwrap())
     };
-    let missing = post(None, alert("A")).await.unwrap();
-    assert_eq!(missing.status(), 401);
-    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
-    assert_eq!(
-        post(Some("not-a-key"), alert("A")).await.unwrap().status(),
-        401
-    );
+    let missing = post(None, alert("A")).await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.headers["www-authenticate"], "Bearer");
+    assert_eq!(post(Some("not-a-key"), alert("A")).await.status, 401);
 
     let mut body = alert("A");
     body["source"] = json!("pretender");
     body["id"] = json!("1");
-    let accepted = ids(post(Some("sirens-key-0123456789"), body).await.unwrap()).await;
+    let accepted = post(Some("sirens-key-0123456789"), body).await.ids();
     let batch: Vec<_> = (0..9).map(|i| alert(&format!("B{i}"))).collect();
-    ids(post(Some("sirens-key-0123456789"), json!(batch))
+    post(Some("sirens-key-0123456789"), json!(batch))
         .await
-        .unwrap())
-    .await;
+        .ids();
     // The burst (one full batch of 10) is spent: the next alert waits.
-    let limited = post(Some("sirens-key-0123456789"), alert("C"))
-        .await
-        .unwrap();
-    assert_eq!(limited.status(), 429);
+    let limited = post(Some("sirens-key-0123456789"), alert("C")).await;
+    assert_eq!(limited.status, 429);
     assert!(
-        limited.headers()["retry-after"]
+        limited.headers["retry-after"]
             .to_str()
             .unwrap()
             .parse::<u64>()
@@ -271,9 +260,9 @@ async fn api_keys_authenticate_sources_and_rate_limit_them() {
             >= 1
     );
 
-    let queued = take_all(&app.queue).await;
+    let queued = app.queued_messages();
     assert_eq!(queued.len(), 10, "nothing from refused requests");
-    let QueueMessage::Alert(first) = &queued[0].1 else {
+    let QueueMessage::Alert(first) = &queued[0] else {
         panic!("not an alert")
     };
     assert_eq!(first.id, accepted[0]);
@@ -283,5 +272,4 @@ async fn api_keys_authenticate_sources_and_rate_limit_them() {
         "the key names the source, not the body"
     );
     assert_eq!(first.idempotency_key.as_deref(), Some("src:6:sirens:1"));
-    app.stop().await;
 }

@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, alert, cap_alert, entity_bomb, ids, take_all, without_declaration};
+use crate::helpers::{InProcess, TestApp, alert, cap_alert, entity_bomb, without_declaration};
 
 fn with(key: &str, value: Value) -> Value {
     let mut body = alert("Tel Aviv");
@@ -19,7 +19,7 @@ fn without(key: &str) -> Value {
 /// queue must hold exactly that one.
 #[tokio::test]
 async fn bad_input_gets_a_4xx_naming_the_problem_and_nothing_is_queued() {
-    let app = TestApp::ready("invalid").await;
+    let app = InProcess::new();
     let json = "application/json";
     let cap = "application/cap+xml";
     let many_locations: Vec<String> = (0..10_000).map(|i| format!("L{i}")).collect();
@@ -62,12 +62,13 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_nothing_is_queued() {
         ("garbage after the CAP alert", cap, format!("{one_cap}garbage").into_bytes(), 400, None),
     ];
     for (name, content_type, body, status, field) in cases {
-        let response = app.post(content_type, body).await;
-        assert_eq!(response.status().as_u16(), status, "{name}");
-        let error: Value = response
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{name}: error body is not JSON: {e}"));
+        let response = app.post(Some(content_type), body).await;
+        assert_eq!(response.status.as_u16(), status, "{name}");
+        let error = response.body;
+        assert!(
+            error.is_object(),
+            "{name}: error body is not a JSON object: {error}"
+        );
         assert!(
             !error["error"].as_str().unwrap_or("").is_empty(),
             "{name}: no message in {error}"
@@ -76,28 +77,15 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_nothing_is_queued() {
             assert_eq!(error["field"], field, "{name}: {error}");
         }
     }
-    let good = ids(app.post_json(&alert("Good")).await).await;
-    let queued: Vec<_> = take_all(&app.queue)
-        .await
-        .into_iter()
-        .map(|(_, m)| m.id())
-        .collect();
-    assert_eq!(queued, good, "only the valid alert reached the queue");
-    app.stop().await;
+    let good = app.post_json(&alert("Good")).await.ids();
+    assert_eq!(app.queued(), good, "only the valid alert reached the queue");
 }
 
 #[tokio::test]
 async fn missing_content_type_is_415() {
-    let app = TestApp::ready("no-content-type").await;
-    let response = app
-        .http
-        .post(app.url("/api/alerts"))
-        .body(alert("A").to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 415);
-    app.stop().await;
+    let app = InProcess::new();
+    let response = app.post(None, alert("A").to_string()).await;
+    assert_eq!(response.status, 415);
 }
 
 /// A chunked body has no Content-Length to check up front: the limit must still hold.
@@ -133,33 +121,20 @@ async fn chunked_body_over_the_limit_is_413() {
 /// `/livez` are answered: CAP parsing neither blocks the runtime nor anyone else.
 #[tokio::test]
 async fn entity_bombs_are_refused_and_good_input_still_flows() {
-    let app = TestApp::ready("entity-bomb").await;
+    let app = InProcess::new();
+    let cap = Some("application/cap+xml");
     let bombs = futures::future::join_all((0..3).map(|_| async {
-        let response = app.post("application/cap+xml", entity_bomb()).await;
-        let status = response.status().as_u16();
-        let error: Value = response.json().await.unwrap();
-        (status, error["field"].clone())
+        let response = app.post(cap, entity_bomb()).await;
+        (response.status.as_u16(), response.body["field"].clone())
     }));
-    let good = async { ids(app.post_json(&alert("Unstalled")).await).await };
-    let livez = async {
-        let response = app.http.get(app.url("/livez")).send().await.unwrap();
-        response.status().as_u16()
-    };
+    let good = async { app.post_json(&alert("Unstalled")).await.ids() };
+    let livez = app.get("/livez");
     let (bombs, good, livez) = tokio::join!(bombs, good, livez);
     for (status, field) in bombs {
         assert_eq!((status, field), (400, json!("DOCTYPE")));
     }
     assert_eq!(livez, 200);
-    let queued: Vec<_> = take_all(&app.queue)
-        .await
-        .into_iter()
-        .map(|(_, m)| m.id())
-        .collect();
-    assert_eq!(queued, good);
-    let cap = ids(app
-        .post("application/cap+xml", cap_alert("AFTER", "Sderot"))
-        .await)
-    .await;
+    assert_eq!(app.queued(), good);
+    let cap = app.post(cap, cap_alert("AFTER", "Sderot")).await.ids();
     assert_eq!(cap.len(), 1, "valid CAP is still parsed");
-    app.stop().await;
 }
