@@ -16,7 +16,7 @@ mod topology;
 
 pub use consumer::{ConsumerConfig, Disposition, ERROR_HEADER, Incoming, consume};
 pub use publisher::{Publisher, PublisherConfig};
-pub use topology::{AmqpArgs, QueueKind, Topology};
+pub use topology::{AmqpArgs, QueueKind, Topology, dead_letter_queue, delete_with_dead_letters};
 
 use lapin::{Connection, ConnectionProperties, uri::AMQPUri};
 

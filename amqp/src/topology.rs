@@ -2,7 +2,7 @@ use std::str::FromStr;
 
 use lapin::{
     Channel,
-    options::QueueDeclareOptions,
+    options::{QueueDeclareOptions, QueueDeleteOptions},
     types::{AMQPValue, FieldTable},
 };
 
@@ -48,9 +48,25 @@ pub struct Topology {
     pub delivery_limit: u32,
 }
 
+/// Where `queue` dead-letters to.
+pub fn dead_letter_queue(queue: &str) -> String {
+    format!("{queue}.dead")
+}
+
+/// Deletes `queue` and its dead-letter queue (a queue that does not exist is no
+/// error): how tests and the fuzzer leave the broker as they found it.
+pub async fn delete_with_dead_letters(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
+    for name in [queue.to_owned(), dead_letter_queue(queue)] {
+        channel
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    Ok(())
+}
+
 impl Topology {
     pub fn dead_letter_queue(&self) -> String {
-        format!("{}.dead", self.queue)
+        dead_letter_queue(&self.queue)
     }
 
     /// Declares the dead-letter queue, then the queue that dead-letters into it.

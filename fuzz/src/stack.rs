@@ -216,14 +216,7 @@ impl Services {
         self.store.delete_all().await?;
         let connection = alert_amqp::connect(AMQP_URL, "alert-fuzz cleanup").await?;
         let channel = connection.create_channel().await?;
-        for name in [self.queue.clone(), format!("{}.dead", self.queue)] {
-            let _ = channel
-                .queue_delete(
-                    name.as_str().into(),
-                    lapin::options::QueueDeleteOptions::default(),
-                )
-                .await;
-        }
+        alert_amqp::delete_with_dead_letters(&channel, &self.queue).await?;
         anyhow::ensure!(
             failed.is_empty(),
             "services ended badly: {}",

@@ -6,7 +6,8 @@
 //!   outage without stopping the shared server.
 //! - [`spawn()`] (and [`spawn_n`]): a service running in the test's process on free
 //!   ports, to wait ready, probe and stop.
-//! - [`eventually`]: poll until a condition holds, with a deadline (never a bare sleep).
+//! - [`eventually`] (and [`Deadline`]): poll until a condition holds, with a deadline
+//!   (never a bare sleep).
 //! - [`delete_queues`]: remove a test's queue and its dead-letter queue.
 //! - [`SioClient`]: a minimal Socket.IO client speaking the real protocol.
 //! - [`contract`]: the end-to-end contract cases every deployment mode must pass.
@@ -37,7 +38,7 @@ mod sio;
 pub mod spawn;
 
 pub use sio::SioClient;
-pub use spawn::{Shutdown, Spawned, spawn, spawn_n};
+pub use spawn::{Shutdown, Spawned, spawn, spawn_n, wait_ready};
 
 /// How long a test waits for something that should happen in milliseconds.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -66,18 +67,54 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
+    let deadline = Deadline::after(timeout);
     loop {
         if let Some(value) = check().await {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        deadline.tick(|| format!("waiting for {what}")).await;
     }
 }
+
+/// The deadline of a polling loop that [`eventually`] cannot express (one that needs
+/// `&mut` state, or reports the last thing it saw).
+pub struct Deadline {
+    at: Instant,
+    timeout: Duration,
+    poll: Duration,
+}
+
+impl Deadline {
+    pub fn after(timeout: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+            poll: POLL,
+        }
+    }
+
+    /// Polls every `interval` instead (for checks that cost a browser round trip).
+    pub fn every(self, interval: Duration) -> Deadline {
+        Deadline {
+            poll: interval,
+            ..self
+        }
+    }
+
+    /// Before the deadline, waits the polling interval; after it, panics with `what`.
+    pub async fn tick(&self, what: impl FnOnce() -> String) {
+        assert!(
+            Instant::now() < self.at,
+            "timed out after {:?} {}",
+            self.timeout,
+            what()
+        );
+        tokio::time::sleep(self.poll).await;
+    }
+}
+
+/// How often [`eventually`] and [`Deadline::tick`] poll.
+const POLL: Duration = Duration::from_millis(20);
 
 /// Deletes `queue` and its dead-letter queue `<queue>.dead` from the local RabbitMQ
 /// (a queue that does not exist is no error).
@@ -86,14 +123,9 @@ pub async fn delete_queues(queue: &str) {
         .await
         .expect("connect to RabbitMQ");
     let channel = connection.create_channel().await.expect("a channel");
-    for name in [queue.to_owned(), format!("{queue}.dead")] {
-        let _ = channel
-            .queue_delete(
-                name.as_str().into(),
-                lapin::options::QueueDeleteOptions::default(),
-            )
-            .await;
-    }
+    alert_amqp::delete_with_dead_letters(&channel, queue)
+        .await
+        .expect("delete the test's queues");
     let _ = connection.close(200, "done".into()).await;
 }
 

@@ -44,7 +44,7 @@ async fn poison_message_is_dead_lettered_with_its_reason() {
         "the next message is processed"
     );
 
-    let dead_queue = format!("{}.dead", env.queue);
+    let dead_queue = alert_amqp::dead_letter_queue(&env.queue);
     let dead = eventually(WAIT, "dead letter", || async {
         channel
             .basic_get(dead_queue.as_str().into(), BasicGetOptions { no_ack: true })
