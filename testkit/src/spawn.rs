@@ -110,10 +110,7 @@ impl<E> Spawned<E> {
 
     /// The status of `GET /readyz` on `addr()`, 0 when there is no answer.
     pub async fn readyz(&self) -> u16 {
-        match self.http.get(self.url("/readyz")).send().await {
-            Ok(response) => response.status().as_u16(),
-            Err(_) => 0,
-        }
+        readyz(&self.http, self.addr()).await
     }
 
     /// Waits until `/readyz` answers 200, or panics after [`READY`].
@@ -123,11 +120,7 @@ impl<E> Spawned<E> {
 
     /// Waits until `/readyz` answers 200, or panics after `timeout`.
     pub async fn wait_ready_within(&self, timeout: Duration) {
-        let what = format!("{} ready", self.addr());
-        crate::eventually(timeout, &what, || async {
-            (self.readyz().await == 200).then_some(())
-        })
-        .await;
+        poll_ready(&self.http, self.addr(), timeout).await;
     }
 
     /// Whether the service's task has ended (by itself, unless stopped).
@@ -146,5 +139,26 @@ impl<E> Spawned<E> {
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             Err(error) => panic!("the service task did not finish: {error}"),
         }
+    }
+}
+
+/// Waits until `GET http://<addr>/readyz` answers 200, or panics after [`READY`]: for
+/// a service in another process, as for one [`spawn`]ed here.
+pub async fn wait_ready(addr: SocketAddr) {
+    poll_ready(&reqwest::Client::new(), addr, READY).await;
+}
+
+async fn poll_ready(http: &reqwest::Client, addr: SocketAddr, timeout: Duration) {
+    let what = format!("{addr} ready");
+    crate::eventually(timeout, &what, || async {
+        (readyz(http, addr).await == 200).then_some(())
+    })
+    .await;
+}
+
+async fn readyz(http: &reqwest::Client, addr: SocketAddr) -> u16 {
+    match http.get(format!("http://{addr}/readyz")).send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
     }
 }

@@ -8,7 +8,7 @@ use alert_notify::{Backend, Config, RunError};
 use alert_redis::{Store, StoreSettings};
 use tokio::{net::TcpListener, sync::oneshot};
 
-use crate::helpers::{REDIS_URL, WAIT, eventually, unique};
+use crate::helpers::{REDIS_URL, WAIT, unique};
 
 const BIN: &str = env!("CARGO_BIN_EXE_alert-notify");
 
@@ -78,11 +78,7 @@ async fn a_live_feed_that_ends_ends_the_run_with_an_error_naming_it() {
             .await
         }
     });
-    let readyz = format!("http://{addr}/readyz");
-    eventually(WAIT, "notify ready", || async {
-        (reqwest::get(&readyz).await.ok()?.status() == 200).then_some(())
-    })
-    .await;
+    alert_testkit::wait_ready(addr).await;
 
     end_feed.send(()).unwrap();
     let ended = tokio::time::timeout(WAIT, run).await.expect("run returns");

@@ -126,20 +126,6 @@ pub(crate) fn alert_at(
     ))
 }
 
-/// Polls `addr`'s `/readyz` until it answers 200.
-pub(crate) async fn wait_ready(addr: SocketAddr, what: &str) {
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(20), what, || async {
-        let response = http
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .ok()?;
-        (response.status() == 200).then_some(())
-    })
-    .await;
-}
-
 /// The listener and the processor in this process, on their own queue and prefix.
 pub(crate) struct Ingest {
     pub(crate) queue: String,

@@ -16,7 +16,13 @@ use tokio::{
     sync::watch,
 };
 
-use alert_testkit::pages::{PageServer, chromium, next_json, node};
+use alert_testkit::{
+    Deadline,
+    pages::{PageServer, chromium, next_json, node},
+};
+
+/// Asking the page for its state is a browser round trip: not every 20 ms.
+const PAGE_POLL: Duration = Duration::from_millis(100);
 
 use crate::helpers::{Ingest, REDIS_URL, WAIT, config, eventually, unique};
 
@@ -51,7 +57,7 @@ impl NotifyProcess {
         };
         // Keep reading, so that a full pipe never blocks its logging.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        crate::helpers::wait_ready(addr, "alert-notify ready").await;
+        alert_testkit::wait_ready(addr).await;
         NotifyProcess { child, addr }
     }
 
@@ -97,17 +103,15 @@ impl Page {
 
     /// Polls the page until `check` answers.
     async fn until<T>(&mut self, what: &str, check: impl Fn(&Value) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = Deadline::after(Duration::from_secs(20)).every(PAGE_POLL);
         loop {
             let state = self.state().await;
             if let Some(found) = check(&state) {
                 return found;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: not within 20 s; the page: {state}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            deadline
+                .tick(|| format!("for {what}; the page: {state}"))
+                .await;
         }
     }
 }
@@ -225,7 +229,7 @@ async fn the_client_module_resumes_after_notify_is_killed() {
     poster.await.unwrap();
 
     // Closes still due (none: 0-3 and 6-7 last ten minutes) aside, the page catches up.
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let deadline = Deadline::after(WAIT).every(PAGE_POLL);
     let (state, active, log) = loop {
         let state = page.state().await;
         let url = format!("http://{addr}/api/active?locations={}", places.join(","));
@@ -244,14 +248,16 @@ async fn the_client_module_resumes_after_notify_is_killed() {
         if shown == logged && windows(&state["windows"]) == windows(&active["active"]) {
             break (state, active, log);
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the page did not catch up within {WAIT:?}:\nshown  {shown:?}\nlogged {logged:?}\n\
-             page windows {}\nactive       {}",
-            Value::from(windows(&state["windows"])),
-            Value::from(windows(&active["active"]))
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        deadline
+            .tick(|| {
+                format!(
+                    "for the page to catch up:\nshown  {shown:?}\nlogged {logged:?}\n\
+                     page windows {}\nactive       {}",
+                    Value::from(windows(&state["windows"])),
+                    Value::from(windows(&active["active"]))
+                )
+            })
+            .await;
     };
     assert_eq!(windows(&active["active"]).len(), 6, "{active}");
     let closed = |place: &String| {
