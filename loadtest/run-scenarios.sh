@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=target/release
+BIN=${BIN:-target/release}  # another build's binaries, to compare two versions in one run
 OUT=loadtest/results
 RESULTS=loadtest/RESULTS.md
 SCENARIOS=${SCENARIOS:-"wire e2e throughput idle close-lag ingest"}  # ingest last: its backlog floods clients
