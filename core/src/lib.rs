@@ -15,7 +15,8 @@
 //! - [`telemetry`], [`shutdown`], [`service`]: logging and `/metrics`, signal handling,
 //!   and the settings every binary shares; [`supervise`]: the tasks a binary starts,
 //!   and how it fails (one line, a non-zero exit) when one of them ends.
-//! - [`backoff`]: the one retry policy of every reconnect loop.
+//! - [`backoff`]: the one retry policy of every reconnect loop; [`rate`]: the one rate
+//!   limit (a token bucket) of sources and clients.
 //! - [`secret`]: a setting that is never logged.
 
 pub mod aggregate;
@@ -25,6 +26,7 @@ pub mod input;
 pub mod model;
 pub mod offset;
 pub mod queue;
+pub mod rate;
 pub mod secret;
 pub mod service;
 pub mod shutdown;
@@ -40,6 +42,7 @@ pub use input::{
 pub use model::{Alert, Cancel, CloseReason, Event, EventDraft, EventType, QueueMessage, Window};
 pub use offset::Offset;
 pub use queue::{AlertQueue, QueueError, decode_entry, encode_entry};
+pub use rate::{RateLimit, TokenBucket};
 pub use secret::Secret;
 pub use service::{RetentionArgs, ServiceArgs};
 pub use state::{EventLog, HistoryEntry, LiveFeed, LiveSignal, StateError};

@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alert_core::Secret;
+use alert_core::{RateLimit, Secret, TokenBucket};
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -40,9 +40,8 @@ pub(crate) struct Sources {
     secrets: HashMap<String, Secret>,
     /// Accepted signatures and their timestamps, for the replay check.
     used: Mutex<Used>,
-    buckets: HashMap<String, Mutex<Bucket>>,
-    rate_per_second: f64,
-    burst: f64,
+    buckets: HashMap<String, Mutex<TokenBucket>>,
+    limit: RateLimit,
 }
 
 /// A bad `API_KEYS` or `SOURCE_SECRETS` entry (never showing the value), or a file
@@ -138,11 +137,6 @@ struct Used {
     prune_at: usize,
 }
 
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
-}
-
 /// `source=value` pairs separated by commas, values of at least `min` characters.
 fn pairs(
     setting: &'static str,
@@ -182,15 +176,16 @@ impl Sources {
         let secrets: HashMap<String, Secret> = pairs("SOURCE_SECRETS", signing_secrets, 32)?
             .into_iter()
             .collect();
+        let limit = RateLimit {
+            rate: rate_per_second,
+            burst,
+        };
         let buckets = keys
             .iter()
             .map(|(source, _)| source)
             .chain(secrets.keys())
             .map(|source| {
-                let bucket = Bucket {
-                    tokens: burst,
-                    refilled: Instant::now(),
-                };
+                let bucket = TokenBucket::full(limit, Instant::now());
                 (source.clone(), Mutex::new(bucket))
             })
             .collect();
@@ -199,8 +194,7 @@ impl Sources {
             secrets,
             used: Mutex::default(),
             buckets,
-            rate_per_second,
-            burst,
+            limit,
         })
     }
 
@@ -312,20 +306,9 @@ impl Sources {
             return Ok(());
         };
         let mut bucket = bucket.lock().expect("bucket lock poisoned");
-        let now = Instant::now();
-        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate_per_second).min(self.burst);
-        bucket.refilled = now;
-        let wanted = alerts as f64;
-        if bucket.tokens >= wanted {
-            bucket.tokens -= wanted;
-            return Ok(());
-        }
-        let wait =
-            (wanted.min(self.burst) - bucket.tokens) / self.rate_per_second.max(f64::MIN_POSITIVE);
-        Err(Refusal::RateLimited(Duration::from_secs_f64(
-            wait.max(0.001),
-        )))
+        bucket
+            .take(alerts as f64, self.limit, Instant::now())
+            .map_err(Refusal::RateLimited)
     }
 }
 
