@@ -3,7 +3,7 @@ use std::{net::SocketAddr, time::Duration};
 use alert_core::ServiceArgs;
 use alert_redis::RedisArgs;
 
-use crate::AllowedOrigins;
+use crate::{AllowedOrigins, TrustedProxies};
 
 /// Notify settings: every flag has an environment variable, for Helm.
 #[derive(Debug, Clone, clap::Parser)]
@@ -46,6 +46,8 @@ pub struct ClientArgs {
         hide_default_value = true
     )]
     pub cors_origins: AllowedOrigins,
+    #[command(flatten)]
+    pub addresses: AddressLimitArgs,
     /// Most locations one client may subscribe to.
     #[arg(long, env = "MAX_LOCATIONS_PER_CLIENT", default_value_t = 100)]
     pub max_locations_per_client: usize,
@@ -83,6 +85,36 @@ pub struct ClientArgs {
     #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub ping_timeout_ms: u64,
+}
+
+/// What one client address may hold and how fast it may connect (see `limits.rs`);
+/// 0 turns a limit off.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AddressLimitArgs {
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or networks, comma
+    /// separated, like `10.0.0.0/8`); from anyone else the header is ignored.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub trusted_proxies: TrustedProxies,
+    /// Socket.IO sessions one address (an IPv6 /64) may hold. Generous: carrier-grade
+    /// NAT puts many phones behind one address.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 5000)]
+    pub max_connections_per_address: usize,
+    /// SSE streams one address may hold.
+    #[arg(long, env = "MAX_STREAMS_PER_ADDRESS", default_value_t = 1000)]
+    pub max_streams_per_address: usize,
+    /// Socket.IO sessions one address may start per second (bursts of five seconds'
+    /// worth): enough for a NAT's phones reconnecting after a pod restart.
+    #[arg(
+        long,
+        env = "HANDSHAKES_PER_SECOND_PER_ADDRESS",
+        default_value_t = 200.0
+    )]
+    pub handshakes_per_second_per_address: f64,
 }
 
 impl ClientArgs {

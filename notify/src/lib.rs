@@ -46,6 +46,7 @@ mod config;
 mod feed;
 mod http;
 mod hub;
+mod limits;
 mod metrics;
 mod origin;
 mod page;
@@ -62,7 +63,8 @@ use axum::http::{HeaderValue, header};
 use socketioxide::SocketIo;
 use tokio::{net::TcpListener, sync::watch};
 
-pub use config::{ClientArgs, Config};
+pub use config::{AddressLimitArgs, ClientArgs, Config};
+pub use limits::{InvalidProxy, TrustedProxies};
 pub use origin::{AllowedOrigins, InvalidOrigins};
 
 /// Why notify could not start or serve.
@@ -162,9 +164,14 @@ pub async fn serve(
             closing.clone(),
         ),
     );
+    let limits = Arc::new(limits::AddressLimits::new(
+        &settings.addresses,
+        &hub.metrics.registry,
+    ));
     let router = router(
         http::router(hub.clone(), closing).merge(extra),
         layer,
+        limits,
         &settings.cors_origins,
     );
     let router = tasks.serving().gate(router);
@@ -184,17 +191,20 @@ pub async fn serve(
     Ok(())
 }
 
-/// The routes behind the Socket.IO layer and the origin rule. The origin check is the
-/// outermost layer: it must see `Origin` before [`own_request_head`] drops it, and
-/// refuse a WebSocket upgrade before the Socket.IO layer accepts it.
+/// The routes behind the Socket.IO layer, the per-address limits and the origin rule.
+/// The origin check is the outermost layer: it must see `Origin` before
+/// [`own_request_head`] drops it, and refuse a WebSocket upgrade before the Socket.IO
+/// layer accepts it. The limits, next, read `X-Forwarded-For` before it is dropped too.
 fn router(
     routes: axum::Router,
     socket_io: socketioxide::layer::SocketIoLayer,
+    limits: Arc<limits::AddressLimits>,
     allowed: &AllowedOrigins,
 ) -> axum::Router {
     let mut router = routes
         .layer(socket_io)
-        .layer(axum::middleware::map_request(own_request_head));
+        .layer(axum::middleware::map_request(own_request_head))
+        .layer(axum::middleware::from_fn_with_state(limits, limits::check));
     if let Some(cors) = allowed.cors() {
         router = router.layer(cors);
     }

@@ -145,6 +145,9 @@ MAX_BODY_BYTES: {{ $c.maxBodyBytes | int64 | toString | quote }}
 MAX_BATCH: {{ $c.maxBatch | int64 | toString | quote }}
 SOURCE_RATE_LIMIT: {{ $c.sourceRateLimit | toString | quote }}
 {{- end }}
+{{- if eq .component "notify" }}
+TRUSTED_PROXIES: {{ $c.trustedProxies | quote }}
+{{- end }}
 {{- range $k, $val := $c.extraEnv }}
 {{ $k }}: {{ $val | toString | quote }}
 {{- end }}

@@ -10,6 +10,7 @@ mod end_to_end;
 mod exit;
 mod gaps;
 mod heartbeat;
+mod limits;
 mod origins;
 mod pages;
 mod resume;
