@@ -215,6 +215,14 @@ impl AddressLimits {
         }
     }
 
+    /// Whether any limit applies to `kind` (all 0: nothing is counted).
+    fn limits(&self, kind: Kind) -> bool {
+        match kind {
+            Kind::Session => self.max_sessions > 0 || self.handshakes.is_some(),
+            Kind::Stream => self.max_streams > 0,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().expect("address table lock")
     }
@@ -307,7 +315,7 @@ pub(crate) async fn check(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(kind) = kind_of(&request) else {
+    let Some(kind) = kind_of(&request).filter(|&kind| limits.limits(kind)) else {
         return next.run(request).await;
     };
     // Without a peer address (an in-process request) there is nothing to count.

@@ -356,10 +356,17 @@ impl Cluster {
                         env.push(("EVENT_LOG_MAX_LEN".into(), "50000000".into()));
                     }
                     // Short heartbeats, so a client that never answers is dropped within
-                    // a run.
+                    // a run. Every client here is 127.0.0.1: per-address limits off.
                     Role::Notify => {
                         env.push(("PING_INTERVAL_MS".into(), "2000".into()));
                         env.push(("PING_TIMEOUT_MS".into(), "2000".into()));
+                        for limit in [
+                            "MAX_CONNECTIONS_PER_ADDRESS",
+                            "MAX_STREAMS_PER_ADDRESS",
+                            "HANDSHAKES_PER_SECOND_PER_ADDRESS",
+                        ] {
+                            env.push((limit.into(), "0".into()));
+                        }
                     }
                     Role::Listener => {}
                 }
