@@ -638,6 +638,7 @@ impl IssuerKeys {
         fetched: &mut Fetched,
         unknown: Option<&str>,
     ) -> Result<(), AuthError> {
+        // With a kid the lookup ignores the algorithm: the kid alone names the key.
         if unknown.is_some() && self.cached(unknown, Algorithm::RS256).is_some() {
             return Ok(()); // fetched while this caller waited
         }

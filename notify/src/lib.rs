@@ -274,9 +274,13 @@ async fn keep_token_cookie(
     axum::extract::State(name): axum::extract::State<Arc<str>>,
     mut request: axum::extract::Request,
 ) -> axum::extract::Request {
-    if request.uri().path().starts_with("/socket.io")
-        && let Some(token) = auth::cookie(request.headers(), &name)
-    {
+    // Only a handshake (no `sid` yet) creates a socket and keeps its request head.
+    let handshake = request.uri().path().starts_with("/socket.io")
+        && request
+            .uri()
+            .query()
+            .is_none_or(|query| !query.contains("sid="));
+    if handshake && let Some(token) = auth::cookie(request.headers(), &name) {
         let token = auth::CookieToken(token.into());
         request.extensions_mut().insert(token);
     }
