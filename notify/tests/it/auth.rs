@@ -562,6 +562,16 @@ async fn sse_and_rest_want_a_bearer_token_or_the_cookie_and_keep_to_its_location
         !events.is_empty() && events.iter().all(|e| e["location"] == "Haifa"),
         "{body}"
     );
+    // Paging: after the first Haifa event comes Eilat's, then Haifa's update; a page of
+    // one reads past Eilat's rather than answering nothing.
+    app.apply(&alert("Haifa", "Earthquake", 10)).await;
+    let first = events[0]["offset"].as_str().unwrap();
+    let page = format!("/api/events?since={first}&limit=1");
+    let (status, body) = json_of(get(&page, Some(haifa_only.as_str())).await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["events"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["events"][0]["location"], "Haifa", "{body}");
+    assert_eq!(body["events"][0]["eventType"], "update", "{body}");
     let (status, _) = json_of(
         get("/api/history?location=Haifa", Some(haifa_only.as_str()))
             .await
