@@ -269,7 +269,8 @@ async fn own_request_head(mut request: axum::extract::Request) -> axum::extract:
 }
 
 /// Keeps a Socket.IO request's token cookie, alone, as an extension that the handshake
-/// middleware reads (the headers themselves are dropped, see [`own_request_head`]).
+/// middleware reads (the headers themselves are dropped, see [`own_request_head`]). It
+/// stays in the socket's request head, a token's size, for the socket's life.
 async fn keep_token_cookie(
     axum::extract::State(name): axum::extract::State<Arc<str>>,
     mut request: axum::extract::Request,

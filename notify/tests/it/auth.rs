@@ -643,6 +643,15 @@ async fn an_expiring_token_closes_the_transport_unless_a_fresh_one_comes_first()
     );
     refreshing.until("snapshot").await;
     expiring.until("snapshot").await;
+    // An SSE stream with the same token.
+    let stream = app
+        .http
+        .get(app.url("/api/stream"))
+        .bearer_auth(token(now + 5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
     let fresh = token(now + 600);
     refreshing
         .send(json!({ "emit": "auth", "data": { "token": fresh } }))
@@ -667,6 +676,9 @@ async fn an_expiring_token_closes_the_transport_unless_a_fresh_one_comes_first()
     assert_eq!(gone["reason"], "transport close", "{gone}");
     let again = expiring.until("connect_error").await;
     assert_eq!(again["message"], "token expired");
+    // The stream ends too (reading it to its end returns).
+    let ended = tokio::time::timeout(WAIT, stream.bytes()).await;
+    assert!(ended.is_ok(), "the SSE stream outlived its token");
 
     // The refreshing client is still on its first connection, past its first exp.
     app.apply(&alert("Dimona", "Rocket Alert", 10)).await;
