@@ -55,6 +55,9 @@ const RETRY_FIRST_FETCH: Duration = Duration::from_secs(1);
 /// How long one request to the issuer may take.
 const ISSUER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Deadlines further away than this are this far (no token lives that long).
+const FAR_FUTURE: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// Shortest `JWT_SECRET`: an HS256 key shorter than the hash is weak (RFC 7518 3.2).
 const MIN_SECRET_BYTES: usize = 32;
 
@@ -415,7 +418,7 @@ impl Verifier {
             .ok_or_else(|| AuthError::Claim("exp".into()))? as u64;
         // jsonwebtoken still accepts a token in the second of its `exp`; its socket
         // would be closed at once (and reconnect, and be closed, ...).
-        let deadline = deadline(exp + self.leeway).ok_or(AuthError::Expired)?;
+        let deadline = deadline(exp.saturating_add(self.leeway)).ok_or(AuthError::Expired)?;
         Ok(Grant {
             access: self.access(&claims)?,
             exp: Some(exp),
@@ -453,10 +456,14 @@ impl Verifier {
 }
 
 /// The instant of unix time `at` on the monotonic clock; `None` when it has passed.
+/// Times beyond [`FAR_FUTURE`] from now are taken as that (an absurd `exp` must not
+/// overflow the clock arithmetic).
 fn deadline(at: u64) -> Option<Instant> {
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(at);
-    let left = at.duration_since(std::time::SystemTime::now()).ok()?;
-    Some(Instant::now() + left)
+    let left = match std::time::UNIX_EPOCH.checked_add(Duration::from_secs(at)) {
+        Some(at) => at.duration_since(std::time::SystemTime::now()).ok()?,
+        None => FAR_FUTURE,
+    };
+    Some(Instant::now() + left.min(FAR_FUTURE))
 }
 
 /// Claim `name`, or when there is none and the name has dots, the path through nested
@@ -776,6 +783,15 @@ mod tests {
         assert_eq!(grant.access, Access::All);
         assert_eq!(grant.exp, Some(exp));
         assert!(grant.deadline.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_absurd_exp_is_a_far_deadline_not_an_overflow() {
+        for exp in [u64::MAX, u64::MAX - 5, u64::MAX / 2] {
+            let grant = verify(&claims(json!({ "exp": exp }))).await.unwrap();
+            let day = Duration::from_secs(86_400);
+            assert!(grant.deadline.unwrap() > Instant::now() + day, "{exp}");
+        }
     }
 
     #[tokio::test]

@@ -141,6 +141,7 @@ impl Metrics {
 
     /// Counts a refusal; returns the error for the caller to answer with.
     pub(crate) fn refused(&self, error: AuthError) -> AuthError {
+        tracing::debug!(reason = error.reason(), %error, "client authentication refused");
         self.auth_refused.with_label_values(&[error.reason()]).inc();
         error
     }
