@@ -1,4 +1,4 @@
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use alert_amqp::AmqpArgs;
 use alert_core::{AlertQueue, Limits, Secret, ServiceArgs};
@@ -61,9 +61,25 @@ pub struct IngestArgs {
     #[arg(long, env = "CAP_DEFAULT_DURATION_SECONDS", default_value_t = 3_600)]
     pub cap_default_duration_seconds: i64,
     /// Source API keys, `source=key` pairs separated by commas (keys of 16+ characters).
-    /// Empty: authentication and per-source rate limits are off.
+    /// Empty, and no `SOURCE_SECRETS`: authentication and per-source rate limits are off.
     #[arg(long, env = "API_KEYS", default_value = "", hide_default_value = true)]
     pub api_keys: Secret,
+    /// A file holding `API_KEYS` (a mounted Secret), instead of the variable.
+    #[arg(long, env = "API_KEYS_FILE", conflicts_with = "api_keys")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Source signing secrets, `source=secret` pairs separated by commas (secrets of 32+
+    /// characters): such a source signs each request (`X-Source`, `X-Signature`) instead
+    /// of sending a key.
+    #[arg(
+        long,
+        env = "SOURCE_SECRETS",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub source_secrets: Secret,
+    /// A file holding `SOURCE_SECRETS`, instead of the variable.
+    #[arg(long, env = "SOURCE_SECRETS_FILE", conflicts_with = "source_secrets")]
+    pub source_secrets_file: Option<PathBuf>,
     /// Alerts per second each authenticated source may post (bursts up to twice that,
     /// and at least one full batch).
     #[arg(long, env = "SOURCE_RATE_LIMIT", default_value_t = 2000.0)]
@@ -88,8 +104,15 @@ impl IngestArgs {
         }
     }
 
-    /// The ingest endpoint over `queue`; `Err` names a bad `API_KEYS` entry.
+    /// The ingest endpoint over `queue`; `Err` names a bad `API_KEYS` or
+    /// `SOURCE_SECRETS` entry, or a file that cannot be read.
     pub fn ingest<Q: AlertQueue>(&self, queue: Q) -> Result<Ingest<Q>, ApiKeysError> {
+        let api_keys = read_secret("API_KEYS_FILE", &self.api_keys, &self.api_keys_file)?;
+        let secrets = read_secret(
+            "SOURCE_SECRETS_FILE",
+            &self.source_secrets,
+            &self.source_secrets_file,
+        )?;
         Ingest::new(
             queue,
             self.limits(),
@@ -97,6 +120,24 @@ impl IngestArgs {
             self.retry_after_seconds,
         )
         .with_cap_parsers(self.cap_parsers)
-        .with_api_keys(&self.api_keys, self.source_rate_limit)
+        .with_sources(&api_keys, &secrets, self.source_rate_limit)
     }
+}
+
+/// `value`, or the contents of `file` when one is given.
+fn read_secret(
+    setting: &'static str,
+    value: &Secret,
+    file: &Option<PathBuf>,
+) -> Result<Secret, ApiKeysError> {
+    let Some(path) = file else {
+        return Ok(value.clone());
+    };
+    std::fs::read_to_string(path)
+        .map(|contents| Secret::new(contents.trim()))
+        .map_err(|error| ApiKeysError::File {
+            setting,
+            path: path.clone(),
+            error: error.kind(),
+        })
 }

@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::metrics::{InFlight, Metrics};
-use crate::sources::{ApiKeysError, Refusal, Sources};
+use crate::sources::{ApiKeysError, Claim, Refusal, SignatureError, Sources};
 
 /// Everything a request handler needs; generic over where alerts are queued
 /// (RabbitMQ here, an in-process queue in standalone mode).
@@ -40,8 +40,8 @@ pub struct Ingest<Q> {
 impl<Q: AlertQueue> Ingest<Q> {
     /// Ingest without source authentication (the standalone mode, tests).
     pub fn new(queue: Q, limits: Limits, max_body_bytes: usize, retry_after_seconds: u32) -> Self {
-        let sources =
-            Sources::new(&alert_core::Secret::new(""), 0.0, 0.0).expect("no keys is valid");
+        let none = alert_core::Secret::new("");
+        let sources = Sources::new(&none, &none, 0.0, 0.0).expect("no keys is valid");
         Ingest {
             queue,
             limits,
@@ -90,15 +90,17 @@ impl<Q: AlertQueue> Ingest<Q> {
         }
     }
 
-    /// Requires API keys (`source=key,...`) and limits each source to
+    /// Requires an API key or a signature from every source (each `source=value,...`;
+    /// with both empty, authentication stays off) and limits each source to
     /// `rate_per_second` alerts, with bursts of twice that or one full batch.
-    pub fn with_api_keys(
+    pub fn with_sources(
         mut self,
         api_keys: &alert_core::Secret,
+        signing_secrets: &alert_core::Secret,
         rate_per_second: f64,
     ) -> Result<Self, ApiKeysError> {
         let burst = (rate_per_second * 2.0).max(self.limits.max_batch as f64);
-        self.sources = Sources::new(api_keys, rate_per_second, burst)?;
+        self.sources = Sources::new(api_keys, signing_secrets, rate_per_second, burst)?;
         Ok(self)
     }
 }
@@ -161,8 +163,13 @@ pub enum IngestError {
     #[error("cannot read the request body: {0}")]
     BodyUnreadable(axum::Error),
     /// Missing or unknown API key: 401; the source must present its key.
-    #[error("a valid API key is required (Authorization: Bearer <key> or X-Api-Key)")]
+    #[error(
+        "a valid API key (Authorization: Bearer <key> or X-Api-Key) or signature (X-Source and X-Signature) is required"
+    )]
     Unauthenticated,
+    /// A signature that does not hold: 401 saying why.
+    #[error(transparent)]
+    BadSignature(SignatureError),
     /// The source posts faster than its limit: 429; retry after the given seconds.
     #[error("over this source's rate limit; retry in {0} s")]
     RateLimited(u64),
@@ -174,14 +181,15 @@ pub enum IngestError {
 impl IngestError {
     /// Refused before (or while) the body was read: the rest of it is still unread.
     fn leaves_body_unread(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            IngestError::BadSignature(error) => error.before_body(),
             IngestError::Unauthenticated
-                | IngestError::MissingContentType
-                | IngestError::UnsupportedMediaType(_)
-                | IngestError::TooLarge(_)
-                | IngestError::BodyUnreadable(_)
-        )
+            | IngestError::MissingContentType
+            | IngestError::UnsupportedMediaType(_)
+            | IngestError::TooLarge(_)
+            | IngestError::BodyUnreadable(_) => true,
+            _ => false,
+        }
     }
 
     fn status(&self) -> StatusCode {
@@ -191,7 +199,7 @@ impl IngestError {
             IngestError::MissingContentType | IngestError::UnsupportedMediaType(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            IngestError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            IngestError::Unauthenticated | IngestError::BadSignature(_) => StatusCode::UNAUTHORIZED,
             IngestError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             IngestError::Queue(..) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -220,6 +228,12 @@ impl IntoResponse for IngestError {
             }
             IngestError::Unauthenticated => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            IngestError::BadSignature(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Signature"),
+                );
             }
             _ => {}
         }
@@ -313,10 +327,9 @@ async fn accept<Q: AlertQueue>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Vec<Uuid>, IngestError> {
-    let source = ingest
+    let claim = ingest
         .sources
-        .authenticate(headers)
-        .map_err(IngestError::from)?;
+        .authenticate(headers, Utc::now().timestamp())?;
     let kind = body_kind(headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -333,16 +346,11 @@ async fn accept<Q: AlertQueue>(
                 IngestError::BodyUnreadable(error)
             }
         })?;
-    let request = RequestContext {
-        now: Utc::now(),
-        idempotency_key: headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(|k| k.trim().to_owned()),
-        source: source.clone(),
-    };
-    if request
-        .idempotency_key
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| k.trim().to_owned());
+    if idempotency_key
         .as_ref()
         .is_some_and(|key| key.is_empty() || key.len() > 256)
     {
@@ -352,6 +360,28 @@ async fn accept<Q: AlertQueue>(
         )
         .into());
     }
+    let (source, idempotency_key, signature) = match claim {
+        Claim::Open => (None, idempotency_key, None),
+        Claim::Key(source) => (Some(source), idempotency_key, None),
+        Claim::Signed(signature) => {
+            ingest.sources.verify(&signature, &bytes)?;
+            if idempotency_key.is_some() {
+                // Not covered by the signature: whoever replays the request could change it.
+                return Err(InvalidInput::new(
+                    "Idempotency-Key",
+                    "a signed request cannot carry Idempotency-Key (the signature does not cover it): give each alert its id in the body",
+                )
+                .into());
+            }
+            let key = Some(signature.replay_key());
+            (Some(signature.source.clone()), key, Some(signature))
+        }
+    };
+    let request = RequestContext {
+        now: Utc::now(),
+        idempotency_key,
+        source: source.clone(),
+    };
     let messages = match kind {
         BodyKind::Json => parse_json(&bytes, &request, &ingest.limits)?,
         BodyKind::Cap => ingest.parse_cap(bytes, request).await?,
@@ -369,6 +399,9 @@ async fn accept<Q: AlertQueue>(
         .metrics
         .publish_seconds
         .observe(started.elapsed().as_secs_f64());
+    if let Some(signature) = &signature {
+        ingest.sources.used(signature, Utc::now().timestamp());
+    }
     ingest.metrics.alerts_accepted.inc_by(messages.len() as u64);
     for message in &messages {
         log_queued(message);
@@ -394,6 +427,7 @@ impl From<Refusal> for IngestError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
             Refusal::Unauthenticated => IngestError::Unauthenticated,
+            Refusal::Signature(error) => IngestError::BadSignature(error),
             Refusal::RateLimited(wait) => {
                 IngestError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
             }

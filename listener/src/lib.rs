@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 
 pub use config::{Config, IngestArgs};
 pub use http::{Ingest, IngestError, ingest_router, router};
-pub use sources::ApiKeysError;
+pub use sources::{ApiKeysError, SIGNATURE_WINDOW_SECONDS, SignatureError};
 
 /// Runs the listener on `listener` until `shutdown` completes, then drains in-flight
 /// requests (so their publishes finish and are answered) and closes the broker link.
@@ -46,7 +46,7 @@ pub async fn run(
             publisher.close().await;
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("API_KEYS: {error}"),
+                error.to_string(),
             ));
         }
     };

@@ -92,10 +92,7 @@ pub async fn run(
         }
     };
     let state = Arc::new(State::new(aggregator, settings));
-    let ingest = config
-        .ingest
-        .ingest(queue)
-        .map_err(|error| anyhow::anyhow!("API_KEYS: {error}"))?;
+    let ingest = config.ingest.ingest(queue)?;
     let ingest = Arc::new(ingest);
 
     // The processor stops once ingest has drained: everything accepted has reached it.

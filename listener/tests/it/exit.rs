@@ -17,5 +17,9 @@ async fn a_bad_setting_is_one_line_naming_it() {
         "API_KEYS",
     )
     .await;
+    let short_secret = ("SOURCE_SECRETS", "radar=0123456789abcdef");
+    alert_testkit::exits_on_bad_setting(bin, &[listen, short_secret], 1, "SOURCE_SECRETS").await;
+    let missing = ("API_KEYS_FILE", "/nonexistent/api-keys");
+    alert_testkit::exits_on_bad_setting(bin, &[listen, missing], 1, "API_KEYS_FILE").await;
     alert_testkit::exits_on_bad_setting(bin, &[("MAX_BATCH", "many")], 2, "--max-batch").await;
 }

@@ -9,3 +9,4 @@ mod fuzz;
 mod ingest;
 mod invalid_input;
 mod keep_alive;
+mod signed;
