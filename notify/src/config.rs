@@ -1,6 +1,6 @@
 use std::{net::SocketAddr, time::Duration};
 
-use alert_core::ServiceArgs;
+use alert_core::{Secret, ServiceArgs};
 use alert_redis::RedisArgs;
 
 use crate::{AllowedOrigins, TrustedProxies};
@@ -85,6 +85,56 @@ pub struct ClientArgs {
     #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub ping_timeout_ms: u64,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// `CLIENT_AUTH`: whether clients present a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ClientAuth {
+    /// Anyone reads every location (public alerts), as without this setting.
+    #[default]
+    None,
+    /// Every Socket.IO handshake, SSE stream and REST read presents a JWT.
+    Jwt,
+}
+
+/// Client authentication (see `auth.rs` and the README): with `CLIENT_AUTH=jwt`,
+/// `JWT_SECRET` or `OIDC_ISSUER` (or both) is required.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    #[arg(long, env = "CLIENT_AUTH", value_enum, default_value_t = ClientAuth::None)]
+    pub client_auth: ClientAuth,
+    /// Shared secret for HS256 tokens (at least 32 bytes).
+    #[arg(long, env = "JWT_SECRET")]
+    pub jwt_secret: Option<Secret>,
+    /// OIDC issuer URL for RS256/ES256 tokens: its keys come from
+    /// `<issuer>/.well-known/openid-configuration`; tokens must name it in `iss`.
+    #[arg(long, env = "OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The `iss` tokens must carry, without an OIDC issuer.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` tokens must carry (set it with an OIDC issuer, whose tokens for other
+    /// services would pass otherwise).
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[arg(long, env = "JWT_LEEWAY_SECONDS", default_value_t = 30)]
+    pub jwt_leeway_seconds: u64,
+    /// Claim with the token's roles (a string or an array); `a.b` reaches into objects.
+    #[arg(long, env = "JWT_ROLES_CLAIM", default_value = "roles")]
+    pub jwt_roles_claim: String,
+    /// The role that reads every location.
+    #[arg(long, env = "JWT_ADMIN_ROLE", default_value = "admin")]
+    pub jwt_admin_role: String,
+    /// Claim with the locations a token may read (an array of strings); a token
+    /// without it reads every location.
+    #[arg(long, env = "JWT_LOCATIONS_CLAIM", default_value = "locations")]
+    pub jwt_locations_claim: String,
+    /// Cookie a browser's token may come in (http-only, set by the site's login).
+    #[arg(long, env = "JWT_COOKIE", default_value = "alert_token")]
+    pub jwt_cookie: String,
 }
 
 /// What one client address may hold and how fast it may connect (see `limits.rs`);

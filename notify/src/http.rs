@@ -1,4 +1,9 @@
 //! Routes besides Socket.IO: Server-Sent Events, REST reads, health and metrics.
+//!
+//! With authentication the event routes (`/api/stream`, `/api/active`, `/api/events`,
+//! `/api/history`) take the token from `Authorization: Bearer` or the cookie: 401 with
+//! `WWW-Authenticate: Bearer` without a good one, 403 for a location outside it. Health,
+//! metrics and the page stay open.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -6,7 +11,7 @@ use alert_core::{Event, HistoryEntry, StateError};
 use axum::{
     Json, Router,
     extract::{Query, State},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{
         IntoResponse, Response,
         sse::{Event as SseEvent, KeepAlive, Sse},
@@ -19,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast::error::RecvError, watch};
 
 use crate::{
+    auth::{Access, Auth, AuthError, Grant},
     hub::{Fanout, Hub, Since},
     socket::{Snapshot, SubscriptionError, clean_locations},
 };
@@ -26,7 +32,7 @@ use crate::{
 /// Most history entries one request may ask for.
 const MAX_HISTORY: u64 = 100;
 
-pub(crate) fn router(hub: Arc<Hub>, closing: watch::Receiver<bool>) -> Router {
+pub(crate) fn router(hub: Arc<Hub>, auth: Arc<Auth>, closing: watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/api/stream", get(stream_events))
         .route("/api/active", get(active))
@@ -36,12 +42,13 @@ pub(crate) fn router(hub: Arc<Hub>, closing: watch::Receiver<bool>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::page::router())
-        .with_state(AppState { hub, closing })
+        .with_state(AppState { hub, auth, closing })
 }
 
 #[derive(Clone)]
 struct AppState {
     hub: Arc<Hub>,
+    auth: Arc<Auth>,
     closing: watch::Receiver<bool>,
 }
 
@@ -57,6 +64,10 @@ pub(crate) enum ApiError {
     /// The state backend (Redis) is unreachable: 503; retry, or another pod.
     #[error("temporarily unavailable")]
     Unavailable(#[from] StateError),
+    /// No good token: 401; a location outside it: 403; the issuer's keys cannot be
+    /// fetched: 503.
+    #[error(transparent)]
+    Auth(AuthError),
 }
 
 impl IntoResponse for ApiError {
@@ -67,12 +78,59 @@ impl IntoResponse for ApiError {
                 tracing::warn!(%error, "cannot read the state for a request");
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::Auth(AuthError::Forbidden(_) | AuthError::Narrower) => StatusCode::FORBIDDEN,
+            ApiError::Auth(AuthError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
         };
-        (
+        let mut response = (
             status,
             Json(serde_json::json!({ "error": self.to_string() })),
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: a missing token gets the bare challenge, a bad one says so.
+            let challenge = match &self {
+                ApiError::Auth(AuthError::Missing) => "Bearer",
+                _ => "Bearer error=\"invalid_token\"",
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+}
+
+/// Who asks: the grant of the request's token; everything without authentication.
+struct Caller(Grant);
+
+impl axum::extract::FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let token = state.auth.token_in(&parts.headers);
+        match state.auth.grant(token).await {
+            Ok(grant) => Ok(Caller(grant)),
+            Err(error) => Err(ApiError::Auth(state.hub.metrics.refused(error))),
+        }
+    }
+}
+
+impl Caller {
+    /// A request's location filter (`None`: all) within what the caller may read.
+    fn limit(
+        &self,
+        hub: &Hub,
+        filter: Option<Vec<String>>,
+    ) -> Result<Option<Vec<String>>, ApiError> {
+        self.0
+            .access
+            .limit(filter)
+            .map_err(|error| ApiError::Auth(hub.metrics.refused(error)))
     }
 }
 
@@ -124,10 +182,11 @@ struct LocationsQuery {
 /// `GET /api/active?locations=a,b`: `{epoch, offset, active}` like the `snapshot`.
 async fn active(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<LocationsQuery>,
 ) -> Result<Json<Snapshot>, ApiError> {
     let hub = &state.hub;
-    let filter = location_filter(hub, query.locations.as_deref())?;
+    let filter = caller.limit(hub, location_filter(hub, query.locations.as_deref())?)?;
     let position = hub.position();
     let active = hub.active(filter.as_deref(), &position).await?;
     Ok(Json(Snapshot {
@@ -152,26 +211,59 @@ struct EventsPage {
 }
 
 /// `GET /api/events?since=<offset>&limit=`: events after `since` (oldest first), or
-/// the newest `limit` without `since`.
+/// the newest `limit` without `since`. A caller limited to some locations gets only
+/// theirs: after `since`, up to `limit` of them (the log is read on until it has them,
+/// so paging with the last offset goes on); without `since`, those among the newest
+/// `limit` events.
 async fn events(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventsPage>, ApiError> {
     let hub = &state.hub;
     let limit = bounded(query.limit, 100, hub.limits.replay_limit)?;
-    let events = match query.since.as_deref() {
+    let mut events = match query.since.as_deref() {
         Some(since) => {
             let since = since.parse().map_err(|_| {
                 ApiError::Invalid("since must be an offset like 1700000000000-0".into())
             })?;
-            hub.store.events_after(since, limit).await?
+            match &caller.access {
+                Access::All => hub.store.events_after(since, limit).await?,
+                Access::Only(_) => events_for(hub, &caller.access, since, limit).await?,
+            }
         }
         None => hub.store.latest_events(limit).await?,
     };
+    events.retain(|event| caller.access.allows(&event.location));
     Ok(Json(EventsPage {
         epoch: hub.store.epoch().await?,
         events,
     }))
+}
+
+/// Up to `limit` events after `since` that `access` allows, reading at most as many
+/// pages as a replay would scan.
+async fn events_for(
+    hub: &Hub,
+    access: &Access,
+    mut since: alert_core::Offset,
+    limit: u64,
+) -> Result<Vec<Event>, StateError> {
+    let most_scanned = hub.limits.replay_limit.max(limit) * 50;
+    let (mut found, mut scanned) = (Vec::new(), 0);
+    loop {
+        let page = hub.store.events_after(since, limit).await?;
+        let full = page.len() as u64 == limit;
+        scanned += page.len() as u64;
+        if let Some(last) = page.last() {
+            since = last.offset;
+        }
+        found.extend(page.into_iter().filter(|e| access.allows(&e.location)));
+        if !full || found.len() as u64 >= limit || scanned >= most_scanned {
+            found.truncate(limit as usize);
+            return Ok(found);
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +281,7 @@ struct History {
 /// `GET /api/history?location=&limit=`: the newest alerts for one location.
 async fn history(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<History>, ApiError> {
     let location = query.location.unwrap_or_default();
@@ -196,6 +289,7 @@ async fn history(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::Invalid("location is required".into()))?;
+    caller.limit(&state.hub, Some(vec![location.clone()]))?;
     let limit = bounded(query.limit, 20, MAX_HISTORY)?;
     let history = state.hub.store.history(&location, limit).await?;
     Ok(Json(History { location, history }))
@@ -221,14 +315,16 @@ impl Drop for Connected {
 /// `GET /api/stream?locations=a,b`: `event: alert`, `id: <offset>`, data = the event.
 /// With `Last-Event-ID` the missed events come first; without it, or when they
 /// cannot all be given, an `event: snapshot` (`{epoch, offset, active}`) comes first.
-/// A client that falls too far behind has its stream ended, so that it resumes.
+/// A client that falls too far behind has its stream ended, so that it resumes; so does
+/// one whose token expires (it reconnects with a fresh one).
 async fn stream_events(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let hub = state.hub.clone();
-    let filter = location_filter(&hub, query.locations.as_deref())?;
+    let filter = caller.limit(&hub, location_filter(&hub, query.locations.as_deref())?)?;
     let last_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
@@ -286,6 +382,7 @@ async fn stream_events(
     let state = LiveState {
         live,
         filter,
+        expires: caller.0.deadline,
         closing: state.closing.clone(),
         deliveries,
         slow,
@@ -302,6 +399,8 @@ async fn stream_events(
 struct LiveState {
     live: tokio::sync::broadcast::Receiver<Fanout>,
     filter: Option<Vec<String>>,
+    /// When the client's token expires.
+    expires: Option<tokio::time::Instant>,
     closing: watch::Receiver<bool>,
     deliveries: prometheus::IntCounter,
     slow: prometheus::IntCounter,
@@ -311,9 +410,18 @@ struct LiveState {
 impl LiveState {
     /// The next event for this client; `None` ends the stream.
     async fn next(&mut self) -> Option<SseEvent> {
+        let expires = self.expires;
+        let expired = async move {
+            match expires {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         loop {
             let fanout = tokio::select! {
                 _ = self.closing.wait_for(|closing| *closing) => return None,
+                () = &mut expired => return None,
                 fanout = self.live.recv() => fanout,
             };
             match fanout {

@@ -313,15 +313,28 @@ impl Hub {
         }
     }
 
-    /// Leaves the rooms of `gone`; returns the locations that remain (none: all).
-    pub(crate) fn unsubscribe(&self, socket: &SocketRef, gone: &[String]) -> BTreeSet<String> {
+    /// Leaves the rooms of `gone`; returns the locations that remain (none: all). A
+    /// socket left with none gets `nothing`: what subscribing to nothing means for it
+    /// (empty: every location; a client limited by its token: those it may read).
+    pub(crate) fn unsubscribe(
+        &self,
+        socket: &SocketRef,
+        gone: &[String],
+        nothing: &BTreeSet<String>,
+    ) -> BTreeSet<String> {
         let mut fan = self.fan();
         if let Some(held) = fan.held.get_mut(&socket.id) {
             held.locations.retain(|location| !gone.contains(location));
+            if held.locations.is_empty() {
+                held.locations = nothing.clone();
+            }
             return held.locations.clone();
         }
         socket.leave(gone.to_vec());
-        let remaining = rooms_of(socket);
+        let mut remaining = rooms_of(socket);
+        if remaining.is_empty() {
+            remaining = nothing.clone();
+        }
         set_rooms(socket, &remaining);
         remaining
     }

@@ -24,6 +24,13 @@
 //! resume with `since`); an SSE stream that falls behind is ended and resumes with
 //! `Last-Event-ID`.
 //!
+//! # Authentication
+//! `CLIENT_AUTH=none` (the default): every client reads everything. With `jwt`, [`auth`]
+//! checks the token of each Socket.IO handshake (`auth.token`, else the `JWT_COOKIE`
+//! cookie), SSE stream and REST read (`Authorization: Bearer`, else the cookie) into the
+//! locations the client may read; a socket's transport is closed when its token
+//! expires unless it sent a fresh one in an `auth` event.
+//!
 //! # Origins
 //! One rule ([`AllowedOrigins`], `CORS_ORIGINS`) for every transport: a request whose
 //! `Origin` is neither allowed nor the request's own host is refused with 403 before the
@@ -42,6 +49,7 @@
 //! client (they reconnect, to another pod) and ends every SSE stream, then drains
 //! within `SHUTDOWN_TIMEOUT_SECONDS`.
 
+mod auth;
 mod config;
 mod feed;
 mod http;
@@ -63,7 +71,8 @@ use axum::http::{HeaderValue, header};
 use socketioxide::SocketIo;
 use tokio::{net::TcpListener, sync::watch};
 
-pub use config::{AddressLimitArgs, ClientArgs, Config};
+pub use auth::AuthSettingsError;
+pub use config::{AddressLimitArgs, AuthArgs, ClientArgs, ClientAuth, Config};
 pub use limits::{InvalidProxy, TrustedProxies};
 pub use origin::{AllowedOrigins, InvalidOrigins};
 
@@ -77,6 +86,9 @@ pub enum RunError {
     /// The state could not be read at start.
     #[error("state: {0}")]
     State(StateError),
+    /// Client authentication settings that cannot work (main checks them first).
+    #[error(transparent)]
+    Settings(#[from] AuthSettingsError),
     /// The live feed or the HTTP server ended: the pod restarts.
     #[error(transparent)]
     Task(#[from] TaskFailed),
@@ -132,6 +144,7 @@ pub async fn serve(
     drain: Duration,
     serving: Serving,
 ) -> Result<(), RunError> {
+    let auth = Arc::new(auth::Auth::new(&settings.auth)?);
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(settings.client_buffer)
         .max_payload(settings.max_payload_bytes)
@@ -151,7 +164,9 @@ pub async fn serve(
         settings.client_buffer * 16,
     ));
     feed::start_position(&hub).await.map_err(RunError::State)?;
-    socket::register(hub.clone());
+    socket::register(hub.clone(), auth.clone());
+    let warm_up = auth.clone();
+    tokio::spawn(async move { warm_up.warm_up().await });
 
     let mut tasks = Supervisor::within(serving);
     let (closing_tx, closing) = watch::channel(false);
@@ -169,10 +184,11 @@ pub async fn serve(
         &hub.metrics.registry,
     ));
     let router = router(
-        http::router(hub.clone(), closing).merge(extra),
+        http::router(hub.clone(), auth.clone(), closing).merge(extra),
         layer,
         limits,
         &settings.cors_origins,
+        &auth,
     );
     let router = tasks.serving().gate(router);
     tracing::info!(addr = %listener.local_addr()?, origins = %settings.cors_origins, "notify serving");
@@ -194,17 +210,26 @@ pub async fn serve(
 /// The routes behind the Socket.IO layer, the per-address limits and the origin rule.
 /// The origin check is the outermost layer: it must see `Origin` before
 /// [`own_request_head`] drops it, and refuse a WebSocket upgrade before the Socket.IO
-/// layer accepts it. The limits, next, read `X-Forwarded-For` before it is dropped too.
+/// layer accepts it. With authentication, the token cookie is kept before the other
+/// headers go. The limits, outside that, read `X-Forwarded-For` before it goes too, and
+/// refuse a flood before any token is looked at.
 fn router(
     routes: axum::Router,
     socket_io: socketioxide::layer::SocketIoLayer,
     limits: Arc<limits::AddressLimits>,
     allowed: &AllowedOrigins,
+    auth: &auth::Auth,
 ) -> axum::Router {
     let mut router = routes
         .layer(socket_io)
-        .layer(axum::middleware::map_request(own_request_head))
-        .layer(axum::middleware::from_fn_with_state(limits, limits::check));
+        .layer(axum::middleware::map_request(own_request_head));
+    if let Some(cookie) = auth.cookie_name() {
+        router = router.layer(axum::middleware::map_request_with_state(
+            Arc::<str>::from(cookie),
+            keep_token_cookie,
+        ));
+    }
+    router = router.layer(axum::middleware::from_fn_with_state(limits, limits::check));
     if let Some(cors) = allowed.cors() {
         router = router.layer(cors);
     }
@@ -250,6 +275,26 @@ async fn own_request_head(mut request: axum::extract::Request) -> axum::extract:
             })
             .collect();
         *request.headers_mut() = headers;
+    }
+    request
+}
+
+/// Keeps a Socket.IO request's token cookie, alone, as an extension that the handshake
+/// middleware reads (the headers themselves are dropped, see [`own_request_head`]). It
+/// stays in the socket's request head, a token's size, for the socket's life.
+async fn keep_token_cookie(
+    axum::extract::State(name): axum::extract::State<Arc<str>>,
+    mut request: axum::extract::Request,
+) -> axum::extract::Request {
+    // Only a handshake (no `sid` yet) creates a socket and keeps its request head.
+    let handshake = request.uri().path().starts_with("/socket.io")
+        && request
+            .uri()
+            .query()
+            .is_none_or(|query| !query.contains("sid="));
+    if handshake && let Some(token) = auth::cookie(request.headers(), &name) {
+        let token = auth::CookieToken(token.into());
+        request.extensions_mut().insert(token);
     }
     request
 }

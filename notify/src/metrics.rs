@@ -1,3 +1,4 @@
+use crate::auth::AuthError;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -24,6 +25,8 @@ pub(crate) struct Metrics {
     pub(crate) clients_behind: IntCounter,
     /// 1 while the live feed is subscribed and caught up with the log.
     pub(crate) feed_up: IntGauge,
+    /// Clients or requests refused by authentication, by [`AuthError::reason`].
+    pub(crate) auth_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +100,14 @@ impl Metrics {
             "1 while the live feed is subscribed and caught up",
         )
         .expect("valid metric");
+        let auth_refused = IntCounterVec::new(
+            Opts::new(
+                "alerts_notify_auth_refused_total",
+                "Handshakes, requests and subscriptions refused by client authentication, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(clients.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(events_in.clone()),
@@ -108,6 +119,7 @@ impl Metrics {
             Box::new(slow_clients.clone()),
             Box::new(clients_behind.clone()),
             Box::new(feed_up.clone()),
+            Box::new(auth_refused.clone()),
         ] {
             registry.register(metric).expect("metric registered once");
         }
@@ -123,6 +135,14 @@ impl Metrics {
             slow_clients,
             clients_behind,
             feed_up,
+            auth_refused,
         }
+    }
+
+    /// Counts a refusal; returns the error for the caller to answer with.
+    pub(crate) fn refused(&self, error: AuthError) -> AuthError {
+        tracing::debug!(reason = error.reason(), %error, "client authentication refused");
+        self.auth_refused.with_label_values(&[error.reason()]).inc();
+        error
     }
 }

@@ -8,6 +8,13 @@
 //! before the ack: none is dropped for arriving early. Joins of one socket (the connect's snapshot, then each
 //! subscribe, each unsubscribe) run one at a time, in the order they arrived, so each
 //! reply is followed only by events newer than it.
+//!
+//! With authentication ([`crate::auth`]) the handshake also checks the token
+//! (`auth.token`, else the cookie) into a [`Session`]: the locations the socket may
+//! read, and a deadline at which its transport is closed (never a DISCONNECT: stock
+//! clients reconnect, with a fresh token when `auth` is a function) unless an `auth`
+//! event brings a fresh token first. A client limited to some locations that subscribes
+//! to nothing gets those, not everything.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -23,9 +30,15 @@ use socketioxide::{
     handler::ConnectHandler,
     socket::{DisconnectReason, Sid},
 };
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::{
+    sync::{Mutex, OwnedMutexGuard, watch},
+    time::Instant,
+};
 
-use crate::hub::{Hub, Joining, Since, Windows};
+use crate::{
+    auth::{Access, Auth, AuthError, CookieToken, Grant},
+    hub::{Hub, Joining, Since, Windows},
+};
 
 /// The handshake `auth` object, and the `subscribe` payload.
 #[derive(Debug, Default, Deserialize)]
@@ -34,11 +47,27 @@ pub(crate) struct Subscription {
     pub(crate) locations: Option<Vec<String>>,
     #[serde(default)]
     pub(crate) since: Option<Since>,
+    /// The JWT, in the handshake only (with `CLIENT_AUTH=jwt`).
+    #[serde(default)]
+    pub(crate) token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Unsubscribe {
     locations: Vec<String>,
+}
+
+/// The `auth` event: a fresh token before the current one expires.
+#[derive(Debug, Deserialize)]
+struct Reauthenticate {
+    token: String,
+}
+
+/// The `auth` ack.
+#[derive(Debug, Serialize)]
+struct Reauthenticated {
+    ok: bool,
+    exp: Option<u64>,
 }
 
 /// `snapshot` on connect, and the `subscribe` ack.
@@ -72,15 +101,45 @@ pub(crate) enum SubscriptionError {
     /// Over the limit of locations per client.
     #[error("at most {0} locations per client")]
     TooMany(usize),
+    /// A location the client's token does not allow.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
-/// Why a handshake is refused: the `connect_error` the client sees.
+/// Why a handshake (or an `auth` event) is refused: the `connect_error` (or the error
+/// ack) the client sees.
 #[derive(Debug, thiserror::Error)]
 enum HandshakeError {
     #[error("invalid auth: {0}")]
     Auth(#[from] ParserError),
     #[error(transparent)]
     Subscription(#[from] SubscriptionError),
+    /// No token, or a bad or expired one.
+    #[error(transparent)]
+    Token(#[from] AuthError),
+}
+
+/// What one socket was granted (only with authentication).
+struct Session {
+    auth: Arc<Auth>,
+    access: StdMutex<Access>,
+    /// When its token stops being accepted; `None` once the socket has gone.
+    deadline: watch::Sender<Option<Instant>>,
+}
+
+impl Session {
+    fn new(auth: Arc<Auth>, grant: Grant) -> Session {
+        Session {
+            auth,
+            access: StdMutex::new(grant.access),
+            deadline: watch::Sender::new(grant.deadline),
+        }
+    }
+}
+
+/// What `socket` may read: everything without authentication.
+fn access_of(session: Option<&Session>) -> Access {
+    session.map_or(Access::All, |session| lock(&session.access).clone())
 }
 
 /// Checks (core's one location rule), trims and dedupes requested locations.
@@ -128,24 +187,44 @@ struct Connecting {
 }
 
 /// Registers the default namespace.
-pub(crate) fn register(hub: Arc<Hub>) {
+pub(crate) fn register(hub: Arc<Hub>, auth: Arc<Auth>) {
     tokio::spawn(Hub::run_drain(Arc::downgrade(&hub)));
     let io = hub.io.clone();
     let connecting = Arc::new(StdMutex::new(HashMap::<Sid, Connecting>::new()));
-    let on_handshake = (hub.clone(), connecting.clone());
+    let on_handshake = (hub.clone(), auth, connecting.clone());
     // socketioxide awaits the middleware before it acknowledges the connect, and spawns
     // the connect handler after: the middleware is where the socket is set up.
-    let check = move |socket: SocketRef, TryData(auth): TryData<Subscription>| {
-        let (hub, connecting) = on_handshake.clone();
+    let check = move |socket: SocketRef, TryData(handshake): TryData<Subscription>| {
+        let (hub, auth, connecting) = on_handshake.clone();
         async move {
             // A bad handshake is refused with a `connect_error` the client sees; stock
             // clients do not retry that by themselves (no reconnect storm).
-            let auth = auth?;
-            let locations = clean_locations(
-                auth.locations.as_deref().unwrap_or_default(),
+            let handshake = handshake?;
+            let cookie = socket.req_parts().extensions.get::<CookieToken>();
+            let token = handshake
+                .token
+                .as_deref()
+                .or(cookie.map(|cookie| &*cookie.0));
+            let grant = auth
+                .grant(token)
+                .await
+                .map_err(|error| hub.metrics.refused(error))?;
+            let requested = clean_locations(
+                handshake.locations.as_deref().unwrap_or_default(),
                 hub.limits.max_locations,
             )?;
-            let set_up = set_up(&hub, &socket, locations, auth.since);
+            grant
+                .access
+                .check(&requested)
+                .map_err(|error| hub.metrics.refused(error))?;
+            let locations = match requested.is_empty() {
+                true => grant.access.nothing_subscribed(),
+                false => requested,
+            };
+            let session = auth
+                .is_required()
+                .then(|| Arc::new(Session::new(auth.clone(), grant)));
+            let set_up = set_up(&hub, &socket, locations, handshake.since, session);
             lock(&connecting).insert(socket.id, set_up);
             Ok::<(), HandshakeError>(())
         }
@@ -175,14 +254,18 @@ fn set_up(
     socket: &SocketRef,
     locations: BTreeSet<String>,
     since: Option<Since>,
+    session: Option<Arc<Session>>,
 ) -> Connecting {
     let gauge = hub.metrics.clients.with_label_values(&["socketio"]);
     gauge.inc();
-    let on_disconnect = hub.clone();
+    let (on_disconnect, gone) = (hub.clone(), session.clone());
     socket.on_disconnect(
         move |socket: SocketRef, reason: DisconnectReason| async move {
             gauge.dec();
             on_disconnect.forget(socket.id);
+            if let Some(session) = gone {
+                session.deadline.send_replace(None);
+            }
             tracing::debug!(sid = %socket.id, ?reason, "client disconnected");
         },
     );
@@ -191,14 +274,19 @@ fn set_up(
     let turns = Arc::new(Mutex::new(()));
     let first_turn = turns.clone().try_lock_owned().expect("a new lock is free");
     let (on_subscribe, subscribe_turns) = (hub.clone(), turns.clone());
+    let subscriber = session.clone();
     socket.on(
         "subscribe",
         move |socket: SocketRef, TryData(request): TryData<Subscription>, ack: AckSender| {
             let (hub, turns) = (on_subscribe.clone(), subscribe_turns.clone());
+            let session = subscriber.clone();
             async move {
                 let _turn = turns.lock().await;
                 match request {
-                    Ok(request) => subscribe(&hub, &socket, request, ack).await,
+                    Ok(request) => {
+                        let access = access_of(session.as_deref());
+                        subscribe(&hub, &socket, &access, request, ack).await
+                    }
                     Err(error) => {
                         let event = "subscribe";
                         reply_error(ack, SubscriptionError::Payload { event, error })
@@ -207,11 +295,13 @@ fn set_up(
             }
         },
     );
-    let on_unsubscribe = hub.clone();
+    let (on_unsubscribe, unsubscribe_turns) = (hub.clone(), turns.clone());
+    let unsubscriber = session.clone();
     socket.on(
         "unsubscribe",
         move |socket: SocketRef, TryData(request): TryData<Unsubscribe>, ack: AckSender| {
-            let (hub, turns) = (on_unsubscribe.clone(), turns.clone());
+            let (hub, turns) = (on_unsubscribe.clone(), unsubscribe_turns.clone());
+            let nothing = access_of(unsubscriber.as_deref()).nothing_subscribed();
             async move {
                 let _turn = turns.lock().await;
                 let request = match request {
@@ -226,19 +316,94 @@ fn set_up(
                     .iter()
                     .map(|l| l.trim().to_owned())
                     .collect();
-                let remaining = hub.unsubscribe(&socket, &gone);
+                let remaining = hub.unsubscribe(&socket, &gone, &nothing);
                 if let Err(error) = ack.send(&serde_json::json!({ "locations": remaining })) {
                     tracing::debug!(%error, sid = %socket.id, "cannot answer unsubscribe");
                 }
             }
         },
     );
+    if let Some(session) = &session {
+        watch_token(hub, socket, session, turns);
+    }
     let joining = hub.hold_for_join(socket, locations.clone());
     Connecting {
         first_turn,
         joining,
         locations,
         since,
+    }
+}
+
+/// With authentication: the `auth` event (a fresh token moves the deadline), and the
+/// task that closes the transport at the deadline.
+fn watch_token(hub: &Arc<Hub>, socket: &SocketRef, session: &Arc<Session>, turns: Arc<Mutex<()>>) {
+    let (on_auth, auth_session) = (hub.clone(), session.clone());
+    socket.on(
+        "auth",
+        move |socket: SocketRef, TryData(request): TryData<Reauthenticate>, ack: AckSender| {
+            let (hub, session, turns) = (on_auth.clone(), auth_session.clone(), turns.clone());
+            async move {
+                // In turn with subscriptions: the new access must cover the rooms.
+                let _turn = turns.lock().await;
+                let sent = match reauthenticate(&hub, &socket, &session, request).await {
+                    Ok(exp) => ack.send(&Reauthenticated { ok: true, exp }),
+                    Err(error) => ack.send(&ErrorAck {
+                        error: error.to_string(),
+                    }),
+                };
+                if let Err(error) = sent {
+                    tracing::debug!(%error, sid = %socket.id, "cannot answer auth");
+                }
+            }
+        },
+    );
+    tokio::spawn(close_at_deadline(
+        hub.io.clone(),
+        socket.id,
+        session.deadline.subscribe(),
+    ));
+}
+
+async fn reauthenticate(
+    hub: &Hub,
+    socket: &SocketRef,
+    session: &Session,
+    request: Result<Reauthenticate, ParserError>,
+) -> Result<Option<u64>, HandshakeError> {
+    let request = request?;
+    let grant = session
+        .auth
+        .grant(Some(&request.token))
+        .await
+        .map_err(|error| hub.metrics.refused(error))?;
+    if !grant.access.covers(&hub.locations_of(socket)) {
+        return Err(hub.metrics.refused(AuthError::Narrower).into());
+    }
+    *lock(&session.access) = grant.access;
+    session.deadline.send_replace(grant.deadline);
+    Ok(grant.exp)
+}
+
+/// Closes the socket's transport when its token expires (the deadline moves with each
+/// fresh token; it becomes `None` when the socket has gone).
+async fn close_at_deadline(
+    io: socketioxide::SocketIo,
+    sid: Sid,
+    mut deadline: watch::Receiver<Option<Instant>>,
+) {
+    loop {
+        let Some(at) = *deadline.borrow_and_update() else {
+            return;
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => break,
+            changed = deadline.changed() => if changed.is_err() { return },
+        }
+    }
+    if let Some(socket) = io.get_socket(sid) {
+        tracing::debug!(%sid, "token expired; closing the transport");
+        socket.close_transport();
     }
 }
 
@@ -298,7 +463,13 @@ fn reply_error(ack: AckSender, error: SubscriptionError) {
     }
 }
 
-async fn subscribe(hub: &Hub, socket: &SocketRef, request: Subscription, ack: AckSender) {
+async fn subscribe(
+    hub: &Hub,
+    socket: &SocketRef,
+    access: &Access,
+    request: Subscription,
+    ack: AckSender,
+) {
     let requested = match clean_locations(
         request.locations.as_deref().unwrap_or_default(),
         hub.limits.max_locations,
@@ -306,10 +477,22 @@ async fn subscribe(hub: &Hub, socket: &SocketRef, request: Subscription, ack: Ac
         Ok(requested) => requested,
         Err(error) => return reply_error(ack, error),
     };
+    if let Err(error) = access.check(&requested) {
+        return reply_error(ack, hub.metrics.refused(error).into());
+    }
+    // A limited client that chose nothing is in the rooms of all it may read: what it
+    // chooses now replaces them, as it replaces "everything" for the others.
+    let nothing = access.nothing_subscribed();
     let mut locations = hub.locations_of(socket);
+    if locations == nothing {
+        locations.clear();
+    }
     locations.extend(requested);
     if locations.len() > hub.limits.max_locations {
         return reply_error(ack, SubscriptionError::TooMany(hub.limits.max_locations));
+    }
+    if locations.is_empty() {
+        locations = nothing;
     }
     let joining = hub.hold_for_join(socket, locations.clone());
     let snapshot = read_snapshot(hub, &joining, &locations, request.since.as_ref()).await;

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod auth;
 mod clients;
 mod edge_input;
 mod end_to_end;

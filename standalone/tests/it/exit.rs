@@ -22,6 +22,12 @@ async fn a_bad_cors_origins_is_one_line_and_exit_2() {
 }
 
 #[tokio::test]
+async fn client_auth_jwt_without_a_secret_or_an_issuer_is_one_line_and_exit_2() {
+    let jwt = [("CLIENT_AUTH", "jwt")];
+    alert_testkit::exits_on_bad_setting(BIN, &jwt, 2, "JWT_SECRET or OIDC_ISSUER").await;
+}
+
+#[tokio::test]
 async fn a_data_dir_that_cannot_be_opened_is_one_line_and_a_non_zero_exit() {
     let file = std::env::temp_dir().join(alert_testkit::unique("not-a-dir"));
     std::fs::write(&file, b"a file").unwrap();
