@@ -130,9 +130,7 @@ impl Services {
         notify.redis.redis_prefix = prefix.clone();
         notify.service.shutdown_timeout_seconds = 2;
         // Every case comes from 127.0.0.1, thousands a second: no per-address limit.
-        notify.clients.addresses.max_connections_per_address = 0;
-        notify.clients.addresses.max_streams_per_address = 0;
-        notify.clients.addresses.handshakes_per_second_per_address = 0.0;
+        notify.clients.addresses = alert_notify::AddressLimitArgs::off();
         let socket = TcpListener::bind("127.0.0.1:0").await?;
         let notify_addr = socket.local_addr()?;
         let store =

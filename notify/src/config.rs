@@ -51,6 +51,10 @@ pub struct ClientArgs {
     /// Most locations one client may subscribe to.
     #[arg(long, env = "MAX_LOCATIONS_PER_CLIENT", default_value_t = 100)]
     pub max_locations_per_client: usize,
+    /// `subscribe` and `unsubscribe` calls one client may make per second (bursts of
+    /// two seconds' worth); more are answered with an error ack at once. 0: no limit.
+    #[arg(long, env = "SUBSCRIBES_PER_SECOND", default_value_t = 10.0)]
+    pub subscribes_per_second: f64,
     /// Most events replayed to one client on resume (`since`, `Last-Event-ID`) and
     /// most events `GET /api/events` answers; beyond it the client gets a snapshot.
     #[arg(long, env = "REPLAY_LIMIT", default_value_t = 1000)]
@@ -165,6 +169,18 @@ pub struct AddressLimitArgs {
         default_value_t = 200.0
     )]
     pub handshakes_per_second_per_address: f64,
+}
+
+impl AddressLimitArgs {
+    /// No per-address limit: for tests and harnesses whose every client is 127.0.0.1.
+    pub fn off() -> AddressLimitArgs {
+        AddressLimitArgs {
+            trusted_proxies: TrustedProxies::default(),
+            max_connections_per_address: 0,
+            max_streams_per_address: 0,
+            handshakes_per_second_per_address: 0.0,
+        }
+    }
 }
 
 impl ClientArgs {

@@ -104,6 +104,8 @@ pub(crate) enum Fanout {
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     pub(crate) max_locations: usize,
+    /// `subscribe` / `unsubscribe` calls per client.
+    pub(crate) subscribes: Option<alert_core::RateLimit>,
     pub(crate) replay_limit: u64,
     /// Events queued for one held client before its transport is closed.
     pub(crate) backlog: usize,

@@ -154,6 +154,10 @@ pub async fn serve(
         .build_layer();
     let limits = hub::Limits {
         max_locations: settings.max_locations_per_client,
+        subscribes: (settings.subscribes_per_second > 0.0).then_some(alert_core::RateLimit {
+            rate: settings.subscribes_per_second,
+            burst: settings.subscribes_per_second * 2.0,
+        }),
         replay_limit: settings.replay_limit,
         backlog: settings.client_backlog,
     };
@@ -181,7 +185,7 @@ pub async fn serve(
     );
     let limits = Arc::new(limits::AddressLimits::new(
         &settings.addresses,
-        &hub.metrics.registry,
+        hub.metrics.limited.clone(),
     ));
     let router = router(
         http::router(hub.clone(), auth.clone(), closing).merge(extra),

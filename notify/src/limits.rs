@@ -28,7 +28,7 @@ use axum::{
 };
 use futures::StreamExt as _;
 use ipnet::IpNet;
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::IntCounterVec;
 
 use crate::config::AddressLimitArgs;
 
@@ -189,18 +189,8 @@ impl IntoResponse for Limited {
 }
 
 impl AddressLimits {
-    pub(crate) fn new(args: &AddressLimitArgs, registry: &Registry) -> AddressLimits {
-        let limited = IntCounterVec::new(
-            Opts::new(
-                "alerts_notify_address_limited_total",
-                "Requests refused by a per-address limit (sessions, streams, handshakes)",
-            ),
-            &["limit"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(limited.clone()))
-            .expect("metric registered once");
+    /// `limited` counts refusals by limit.
+    pub(crate) fn new(args: &AddressLimitArgs, limited: IntCounterVec) -> AddressLimits {
         let rate = args.handshakes_per_second_per_address;
         AddressLimits {
             max_sessions: args.max_connections_per_address,
@@ -354,6 +344,10 @@ pub(crate) async fn check(
 mod tests {
     use super::*;
 
+    fn counter() -> IntCounterVec {
+        IntCounterVec::new(prometheus::Opts::new("limited", "refusals"), &["limit"]).unwrap()
+    }
+
     fn args(sessions: usize, rate: f64) -> AddressLimitArgs {
         AddressLimitArgs {
             trusted_proxies: "10.0.0.0/8, 192.0.2.7".parse().unwrap(),
@@ -420,7 +414,7 @@ mod tests {
 
     #[test]
     fn sessions_are_counted_until_dropped_and_per_address() {
-        let limits = Arc::new(AddressLimits::new(&args(2, 0.0), &Registry::new()));
+        let limits = Arc::new(AddressLimits::new(&args(2, 0.0), counter()));
         let (a, b) = (ip("203.0.113.1"), ip("203.0.113.2"));
         let first = limits.hold(a, Kind::Session, true).unwrap();
         let _second = limits.hold(a, Kind::Session, true).unwrap();
@@ -442,7 +436,7 @@ mod tests {
 
     #[test]
     fn handshakes_are_rate_limited_per_address() {
-        let limits = Arc::new(AddressLimits::new(&args(0, 2.0), &Registry::new()));
+        let limits = Arc::new(AddressLimits::new(&args(0, 2.0), counter()));
         let a = ip("203.0.113.1");
         let burst = (2.0 * HANDSHAKE_BURST_SECONDS) as usize;
         let held: Vec<_> = (0..burst)
@@ -458,7 +452,7 @@ mod tests {
 
     #[test]
     fn idle_addresses_are_forgotten() {
-        let limits = Arc::new(AddressLimits::new(&args(5, 0.0), &Registry::new()));
+        let limits = Arc::new(AddressLimits::new(&args(5, 0.0), counter()));
         for i in 0..1100u32 {
             let address = IpAddr::from(std::net::Ipv4Addr::from(0xCB00_7100 + i));
             drop(limits.hold(address, Kind::Session, true).unwrap());

@@ -27,6 +27,9 @@ pub(crate) struct Metrics {
     pub(crate) feed_up: IntGauge,
     /// Clients or requests refused by authentication, by [`AuthError::reason`].
     pub(crate) auth_refused: IntCounterVec,
+    /// Requests refused by a limit on what one client controls (per address: sessions,
+    /// streams, handshakes; per client: subscribes).
+    pub(crate) limited: IntCounterVec,
 }
 
 impl Metrics {
@@ -100,6 +103,14 @@ impl Metrics {
             "1 while the live feed is subscribed and caught up",
         )
         .expect("valid metric");
+        let limited = IntCounterVec::new(
+            Opts::new(
+                "alerts_notify_limited_total",
+                "Requests refused by a client limit (sessions, streams, handshakes, subscribes)",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric");
         let auth_refused = IntCounterVec::new(
             Opts::new(
                 "alerts_notify_auth_refused_total",
@@ -120,6 +131,7 @@ impl Metrics {
             Box::new(clients_behind.clone()),
             Box::new(feed_up.clone()),
             Box::new(auth_refused.clone()),
+            Box::new(limited.clone()),
         ] {
             registry.register(metric).expect("metric registered once");
         }
@@ -136,6 +148,7 @@ impl Metrics {
             clients_behind,
             feed_up,
             auth_refused,
+            limited,
         }
     }
 

@@ -104,6 +104,39 @@ pub(crate) enum SubscriptionError {
     /// A location the client's token does not allow.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Over `SUBSCRIBES_PER_SECOND`: nothing changed; retry after the wait.
+    #[error("too many subscribe/unsubscribe calls; retry in {} ms", .0.as_millis())]
+    TooFast(std::time::Duration),
+}
+
+/// A client's budget of `subscribe` / `unsubscribe` calls, checked before the call
+/// waits for its turn, so that a flood is answered at once and queues nothing.
+#[derive(Clone)]
+struct Calls(
+    Option<(
+        alert_core::RateLimit,
+        Arc<StdMutex<alert_core::TokenBucket>>,
+    )>,
+);
+
+impl Calls {
+    fn new(limit: Option<alert_core::RateLimit>) -> Calls {
+        Calls(limit.map(|limit| {
+            let bucket = alert_core::TokenBucket::full(limit, std::time::Instant::now());
+            (limit, Arc::new(StdMutex::new(bucket)))
+        }))
+    }
+
+    fn take(&self, hub: &Hub) -> Result<(), SubscriptionError> {
+        let Some((limit, bucket)) = &self.0 else {
+            return Ok(());
+        };
+        let taken = lock(bucket).take(1.0, *limit, std::time::Instant::now());
+        taken.map_err(|wait| {
+            hub.metrics.limited.with_label_values(&["subscribes"]).inc();
+            SubscriptionError::TooFast(wait)
+        })
+    }
 }
 
 /// Why a handshake (or an `auth` event) is refused: the `connect_error` (or the error
@@ -273,14 +306,19 @@ fn set_up(
     // before any subscribe can.
     let turns = Arc::new(Mutex::new(()));
     let first_turn = turns.clone().try_lock_owned().expect("a new lock is free");
+    let calls = Calls::new(hub.limits.subscribes);
     let (on_subscribe, subscribe_turns) = (hub.clone(), turns.clone());
-    let subscriber = session.clone();
+    let (subscriber, subscribe_calls) = (session.clone(), calls.clone());
     socket.on(
         "subscribe",
         move |socket: SocketRef, TryData(request): TryData<Subscription>, ack: AckSender| {
             let (hub, turns) = (on_subscribe.clone(), subscribe_turns.clone());
             let session = subscriber.clone();
+            let allowed = subscribe_calls.take(&hub);
             async move {
+                if let Err(error) = allowed {
+                    return reply_error(ack, error);
+                }
                 let _turn = turns.lock().await;
                 match request {
                     Ok(request) => {
@@ -302,7 +340,11 @@ fn set_up(
         move |socket: SocketRef, TryData(request): TryData<Unsubscribe>, ack: AckSender| {
             let (hub, turns) = (on_unsubscribe.clone(), unsubscribe_turns.clone());
             let nothing = access_of(unsubscriber.as_deref()).nothing_subscribed();
+            let allowed = calls.take(&hub);
             async move {
+                if let Err(error) = allowed {
+                    return reply_error(ack, error);
+                }
                 let _turn = turns.lock().await;
                 let request = match request {
                     Ok(request) => request,

@@ -81,7 +81,7 @@ async fn the_session_over_an_addresss_limit_is_refused_while_another_address_con
         sessions.open("203.0.113.8").await,
         "another address still connects"
     );
-    let refused = r#"alerts_notify_address_limited_total{limit="sessions"}"#;
+    let refused = r#"alerts_notify_limited_total{limit="sessions"}"#;
     assert!(app.metric(refused).await >= 1.0, "the refusal is counted");
 
     // A closed session gives its place back.
@@ -136,5 +136,50 @@ async fn event_streams_are_limited_per_address_and_released_when_they_end() {
             .tick(|| "for the ended stream's place".into())
             .await;
     }
+    app.stop().await;
+}
+
+/// A client flooding `subscribe` gets error acks at once for the calls over its budget,
+/// keeps what it subscribed to, and still receives its alerts.
+#[tokio::test]
+async fn a_subscribe_flood_is_throttled_and_deliveries_continue() {
+    let mut config = config(&format!("{}:", unique("flood")), REDIS_URL);
+    config.clients.subscribes_per_second = 5.0;
+    let app = TestApp::spawn(config).await;
+    let mut child = node("subscribe-flood.js")
+        .arg(format!("http://{}", app.addr))
+        .args(["Haifa", "200"])
+        .spawn()
+        .expect("node (install it with scripts/clients)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let flooded = next_json(&mut lines, "subscribe-flood.js").await;
+    assert_eq!(flooded["step"], "flooded", "{flooded}");
+    let (ok, errors) = (
+        flooded["ok"].as_u64().unwrap(),
+        flooded["errors"].as_u64().unwrap(),
+    );
+    assert!(
+        (1..=10).contains(&ok),
+        "about the burst (10) went through: {flooded}"
+    );
+    assert_eq!(ok + errors, 200, "every call was answered: {flooded}");
+    assert!(
+        flooded["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("too many subscribe"),
+        "{flooded}"
+    );
+    assert!(
+        app.metric(r#"alerts_notify_limited_total{limit="subscribes"}"#)
+            .await
+            >= 190.0,
+        "the refusals are counted"
+    );
+    app.apply(&crate::helpers::alert("Haifa", "Rocket Alert", 10))
+        .await;
+    let alert = next_json(&mut lines, "subscribe-flood.js").await;
+    assert_eq!(alert["step"], "alert", "{alert}");
+    assert_eq!(alert["event"]["location"], "Haifa", "{alert}");
     app.stop().await;
 }

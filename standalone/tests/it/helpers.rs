@@ -15,6 +15,8 @@ pub(crate) fn config(data_dir: Option<PathBuf>) -> Config {
     let mut config = Config::defaults();
     config.data_dir = data_dir;
     config.service.shutdown_timeout_seconds = 2;
+    // Every test client is 127.0.0.1: no per-address limit.
+    config.clients.addresses = alert_notify::AddressLimitArgs::off();
     config
 }
 
