@@ -14,7 +14,10 @@ use std::{
     fmt,
     net::{IpAddr, Ipv6Addr, SocketAddr},
     str::FromStr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
     time::{Duration, Instant},
 };
 
@@ -113,6 +116,8 @@ pub(crate) struct AddressLimits {
     trusted: TrustedProxies,
     table: Mutex<Table>,
     limited: IntCounterVec,
+    /// Whether the operator was told that a refused address looks like a proxy.
+    warned: AtomicBool,
 }
 
 #[derive(Default)]
@@ -202,6 +207,7 @@ impl AddressLimits {
             trusted: args.trusted_proxies.clone(),
             table: Mutex::default(),
             limited,
+            warned: AtomicBool::new(false),
         }
     }
 
@@ -312,11 +318,21 @@ pub(crate) async fn check(
     let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
         return next.run(request).await;
     };
-    let address = address_key(limits.trusted.client(peer.ip(), request.headers()));
+    let peer = peer.ip().to_canonical();
+    let address = address_key(limits.trusted.client(peer, request.headers()));
     let held = match limits.hold(address, kind, kind == Kind::Session) {
         Ok(held) => held,
         Err(limited) => {
             limits.limited.with_label_values(&[limited.label()]).inc();
+            let forwards = request.headers().contains_key("x-forwarded-for");
+            if forwards && !limits.trusted.trusts(peer) && !limits.warned.swap(true, Relaxed) {
+                // Behind a proxy that is not trusted, every client is the proxy.
+                tracing::warn!(
+                    %peer,
+                    limit = limited.label(),
+                    "refusing an address that forwards for others (X-Forwarded-For); if it is your proxy, add it to TRUSTED_PROXIES"
+                );
+            }
             tracing::debug!(%address, limit = limited.label(), "refused by a per-address limit");
             return limited.into_response();
         }
