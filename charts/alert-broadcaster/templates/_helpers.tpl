@@ -147,6 +147,13 @@ SOURCE_RATE_LIMIT: {{ $c.sourceRateLimit | toString | quote }}
 {{- end }}
 {{- if eq .component "notify" }}
 TRUSTED_PROXIES: {{ $c.trustedProxies | quote }}
+CLIENT_AUTH: {{ $c.auth.mode | quote }}
+{{- with $c.auth.oidcIssuer }}
+OIDC_ISSUER: {{ . | quote }}
+{{- end }}
+{{- with $c.auth.audience }}
+JWT_AUDIENCE: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- range $k, $val := $c.extraEnv }}
 {{ $k }}: {{ $val | toString | quote }}
