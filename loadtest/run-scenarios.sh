@@ -7,6 +7,7 @@
 #   SCENARIOS="e2e idle" loadtest/run-scenarios.sh
 #   BIG=1 loadtest/run-scenarios.sh           # adds 100k clients over 6 notify processes
 #   SCENARIOS=wire loadtest/run-scenarios.sh  # the raw-socket floor of this machine
+#   SCENARIOS=auth loadtest/run-scenarios.sh  # handshakes/s and memory, CLIENT_AUTH none vs jwt
 #
 # Needs: cargo build --release -p alert-listener -p alert-processor -p alert-notify -p alert-loadtest,
 # RabbitMQ and Redis on 127.0.0.1 (scripts/services), jq, curl.
@@ -94,6 +95,34 @@ for scenario in $SCENARIOS; do
     cmd="alert-loadtest idle --clients 19900 --hold 30 --server-pid <notify>"
     timeout 240 "${LT[@]}" idle --notify "127.0.0.1:$IDLE_PORT" --clients 19900 --hold 30 --server-pid "$IDLE_PID" --out "$OUT/idle" >/dev/null
     row "idle, 19,900 connections on one notify, 30 s" "$cmd" "$(jq -r '"\(.ready_clients) held, \(.still_connected_after_hold) after hold; server \((.server_bytes_per_connection // 0)/1024*10|floor/10) KiB/connection, idle CPU \((.server_cpu_percent_of_one_core // 0)*10|floor/10) % of a core; client \((.client_bytes_per_connection // 0)/1024*10|floor/10) KiB/connection"' "$OUT/idle.json")"
+    ;;
+  auth)
+    # What verifying a token costs: two fresh notify processes, CLIENT_AUTH=none and
+    # jwt (HS256), the same 19,900 clients against each in turn; the jwt clients
+    # present one token in their handshake auth.
+    secret=loadtest-jwt-secret-0123456789abcdef
+    token=$(python3 - "$secret" <<'PYEOF'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=")
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "loadtest", "exp": int(time.time()) + 3600}).encode())
+mac = b64(hmac.new(sys.argv[1].encode(), head + b"." + body, hashlib.sha256).digest())
+print((head + b"." + body + b"." + mac).decode())
+PYEOF
+)
+    summary=""
+    for mode in none jwt; do
+      port=$(free_port)
+      CLIENT_AUTH=$mode JWT_SECRET=$secret LISTEN_ADDR=127.0.0.1:$port "$BIN/alert-notify" 2>>"$OUT/notify-$mode.log" & PIDS+=($!); pid=$!
+      wait_ready "http://127.0.0.1:$port"
+      args=(idle --notify "127.0.0.1:$port" --clients 19900 --hold 10 --server-pid "$pid" --out "$OUT/auth-$mode")
+      [[ $mode == jwt ]] && args+=(--token "$token")
+      timeout 240 "${LT[@]}" "${args[@]}" >/dev/null
+      kill "$pid" 2>/dev/null || true
+      summary+="$mode: $(jq -r '"\(.ready_clients) held, \(.clients.connect_seconds*10|floor/10) s to connect (\(.ready_clients/.clients.connect_seconds|floor) handshakes/s), server \((.server_bytes_per_connection // 0)/1024*10|floor/10) KiB/connection"' "$OUT/auth-$mode.json"); "
+    done
+    cmd="alert-loadtest idle --clients 19900 --hold 10 [--token <HS256 JWT>], notify with CLIENT_AUTH=none then jwt"
+    row "client auth, 19,900 connections, none vs jwt" "$cmd" "${summary%; }"
     ;;
   close-lag)
     cmd="alert-loadtest close-lag --clients 10 --count 300 --rate 50"

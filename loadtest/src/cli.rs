@@ -73,6 +73,10 @@ pub(crate) struct ClientArgs {
     /// Give up connecting after this many seconds (the run goes on with what connected).
     #[arg(long, default_value_t = 120)]
     pub(crate) connect_timeout: u64,
+    /// A token (JWT) every client presents in its handshake `auth`, for notify with
+    /// `CLIENT_AUTH=jwt`.
+    #[arg(long)]
+    pub(crate) token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,7 +4,10 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use tokio::{
@@ -62,6 +65,8 @@ pub(crate) struct Spec {
     pub(crate) locations: Vec<String>,
     /// Subscribe with a `subscribe` event and wait for its ack, instead of `auth`.
     pub(crate) subscribe_event: bool,
+    /// The handshake's `auth.token`.
+    pub(crate) token: Option<Arc<str>>,
 }
 
 /// Runs one client until `stop` turns true or the server closes it. The permit
@@ -260,10 +265,11 @@ impl Conn<'_> {
             }
             Packet::Alert => self.alert(payload),
             Packet::Open => {
+                let token = self.spec.token.as_deref();
                 let connect = if self.spec.subscribe_event {
-                    eio::connect_packet(&[])
+                    eio::connect_packet(&[], token)
                 } else {
-                    eio::connect_packet(&self.spec.locations)
+                    eio::connect_packet(&self.spec.locations, token)
                 };
                 self.send_text(connect.as_bytes());
             }

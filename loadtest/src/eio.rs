@@ -40,12 +40,19 @@ pub(crate) fn classify(payload: &[u8]) -> Packet {
     }
 }
 
-/// The Socket.IO connect packet, with the locations as handshake `auth`.
-pub(crate) fn connect_packet(locations: &[String]) -> String {
-    if locations.is_empty() {
+/// The Socket.IO connect packet, with the locations and the token as handshake `auth`.
+pub(crate) fn connect_packet(locations: &[String], token: Option<&str>) -> String {
+    let mut auth = serde_json::Map::new();
+    if !locations.is_empty() {
+        auth.insert("locations".into(), serde_json::json!(locations));
+    }
+    if let Some(token) = token {
+        auth.insert("token".into(), token.into());
+    }
+    if auth.is_empty() {
         "40".to_owned()
     } else {
-        format!("40{}", serde_json::json!({ "locations": locations }))
+        format!("40{}", serde_json::Value::Object(auth))
     }
 }
 
@@ -195,8 +202,12 @@ mod tests {
 
     #[test]
     fn packets_we_send() {
-        assert_eq!(connect_packet(&[]), "40");
-        assert_eq!(connect_packet(&["A".into()]), r#"40{"locations":["A"]}"#);
+        assert_eq!(connect_packet(&[], None), "40");
+        assert_eq!(
+            connect_packet(&["A".into()], None),
+            r#"40{"locations":["A"]}"#
+        );
+        assert_eq!(connect_packet(&[], Some("t")), r#"40{"token":"t"}"#);
         assert_eq!(
             subscribe_packet(&["A".into()]),
             r#"421["subscribe",{"locations":["A"]}]"#

@@ -236,6 +236,7 @@ async fn connect_clients(
     let deadline = started + Duration::from_secs(args.connect_timeout);
     let mut tasks = Vec::with_capacity(args.clients as usize);
     let counters = &shared.counters;
+    let token: Option<Arc<str>> = args.token.as_deref().map(Arc::from);
     for i in 0..args.clients {
         let permit = tokio::select! {
             permit = Arc::clone(&semaphore).acquire_owned() => permit?,
@@ -246,6 +247,7 @@ async fn connect_clients(
             source: sources.get(i),
             locations: locations(i),
             subscribe_event,
+            token: token.clone(),
         };
         let seed = (i as u32).wrapping_mul(2_654_435_761) | 1;
         tasks.push(tokio::spawn(client::run(

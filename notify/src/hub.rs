@@ -198,6 +198,8 @@ pub(crate) struct Hub {
     behind: Arc<Notify>,
     /// Every open window, and the fan-out offset before it was read.
     all_active: tokio::sync::Mutex<Option<(Option<Offset>, Windows)>>,
+    /// When authenticated sockets' tokens expire.
+    pub(crate) expiries: crate::expiry::Expiries,
 }
 
 impl Hub {
@@ -220,6 +222,7 @@ impl Hub {
             feed_up: AtomicBool::new(false),
             behind: Arc::new(Notify::new()),
             all_active: tokio::sync::Mutex::new(None),
+            expiries: crate::expiry::Expiries::default(),
         }
     }
 

@@ -51,6 +51,7 @@
 
 mod auth;
 mod config;
+mod expiry;
 mod feed;
 mod http;
 mod hub;

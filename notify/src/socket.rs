@@ -31,7 +31,7 @@ use socketioxide::{
     socket::{DisconnectReason, Sid},
 };
 use tokio::{
-    sync::{Mutex, OwnedMutexGuard, watch},
+    sync::{Mutex, OwnedMutexGuard},
     time::Instant,
 };
 
@@ -156,8 +156,8 @@ enum HandshakeError {
 struct Session {
     auth: Arc<Auth>,
     access: StdMutex<Access>,
-    /// When its token stops being accepted; `None` once the socket has gone.
-    deadline: watch::Sender<Option<Instant>>,
+    /// When its token stops being accepted (as entered in the hub's expiries).
+    deadline: StdMutex<Option<Instant>>,
 }
 
 impl Session {
@@ -165,8 +165,15 @@ impl Session {
         Session {
             auth,
             access: StdMutex::new(grant.access),
-            deadline: watch::Sender::new(grant.deadline),
+            deadline: StdMutex::new(grant.deadline),
         }
+    }
+
+    /// Moves the socket's deadline to `new` (`None`: the socket has gone).
+    fn set_deadline(&self, hub: &Hub, sid: Sid, new: Option<Instant>) {
+        let mut deadline = lock(&self.deadline);
+        hub.expiries.set(sid, *deadline, new);
+        *deadline = new;
     }
 }
 
@@ -222,6 +229,7 @@ struct Connecting {
 /// Registers the default namespace.
 pub(crate) fn register(hub: Arc<Hub>, auth: Arc<Auth>) {
     tokio::spawn(Hub::run_drain(Arc::downgrade(&hub)));
+    tokio::spawn(crate::expiry::Expiries::run(Arc::downgrade(&hub)));
     let io = hub.io.clone();
     let connecting = Arc::new(StdMutex::new(HashMap::<Sid, Connecting>::new()));
     let on_handshake = (hub.clone(), auth, connecting.clone());
@@ -297,7 +305,7 @@ fn set_up(
             gauge.dec();
             on_disconnect.forget(socket.id);
             if let Some(session) = gone {
-                session.deadline.send_replace(None);
+                session.set_deadline(&on_disconnect, socket.id, None);
             }
             tracing::debug!(sid = %socket.id, ?reason, "client disconnected");
         },
@@ -378,7 +386,7 @@ fn set_up(
 }
 
 /// With authentication: the `auth` event (a fresh token moves the deadline), and the
-/// task that closes the transport at the deadline.
+/// deadline entered where the hub's expiry task finds it.
 fn watch_token(hub: &Arc<Hub>, socket: &SocketRef, session: &Arc<Session>, turns: Arc<Mutex<()>>) {
     let (on_auth, auth_session) = (hub.clone(), session.clone());
     socket.on(
@@ -400,11 +408,7 @@ fn watch_token(hub: &Arc<Hub>, socket: &SocketRef, session: &Arc<Session>, turns
             }
         },
     );
-    tokio::spawn(close_at_deadline(
-        hub.io.clone(),
-        socket.id,
-        session.deadline.subscribe(),
-    ));
+    hub.expiries.set(socket.id, None, *lock(&session.deadline));
 }
 
 async fn reauthenticate(
@@ -423,30 +427,8 @@ async fn reauthenticate(
         return Err(hub.metrics.refused(AuthError::Narrower).into());
     }
     *lock(&session.access) = grant.access;
-    session.deadline.send_replace(grant.deadline);
+    session.set_deadline(hub, socket.id, grant.deadline);
     Ok(grant.exp)
-}
-
-/// Closes the socket's transport when its token expires (the deadline moves with each
-/// fresh token; it becomes `None` when the socket has gone).
-async fn close_at_deadline(
-    io: socketioxide::SocketIo,
-    sid: Sid,
-    mut deadline: watch::Receiver<Option<Instant>>,
-) {
-    loop {
-        let Some(at) = *deadline.borrow_and_update() else {
-            return;
-        };
-        tokio::select! {
-            () = tokio::time::sleep_until(at) => break,
-            changed = deadline.changed() => if changed.is_err() { return },
-        }
-    }
-    if let Some(socket) = io.get_socket(sid) {
-        tracing::debug!(%sid, "token expired; closing the transport");
-        socket.close_transport();
-    }
 }
 
 async fn send_snapshot(
