@@ -160,6 +160,17 @@ async function retry(stream) {
       if (stream === source) setStatus("error", `error: ${body.error || "bad request"}`);
       return;
     }
+    if (answer.status === 401 || answer.status === 403) {
+      // This notify wants a token (CLIENT_AUTH=jwt): say so, and keep checking, slowly,
+      // so that the page goes live once a sign-in elsewhere has set the cookie.
+      const body = await answer.json().catch(() => ({}));
+      if (stream !== source) return;
+      setStatus("signed-out", answer.status === 401
+        ? `sign-in needed: this server shows alerts to signed-in users only (${body.error || "no token"})`
+        : `not allowed: ${body.error || "forbidden"}`);
+      retryTimer = setTimeout(() => connect(true), 30000);
+      return;
+    }
   } catch { /* notify unreachable: retry below */ }
   if (stream !== source) return;
   retryTimer = setTimeout(() => connect(true), retryDelay);

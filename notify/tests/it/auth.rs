@@ -707,3 +707,30 @@ async fn jwt_without_a_secret_or_an_issuer_is_one_line_and_exit_2() {
     let short = [("CLIENT_AUTH", "jwt"), ("JWT_SECRET", "short")];
     alert_testkit::exits_on_bad_setting(BIN, &short, 2, "JWT_SECRET").await;
 }
+
+/// The live page in chromium: without a token cookie it says that sign-in is needed
+/// (instead of "reconnecting" for ever); with the cookie, as a sign-in sets it, it is live.
+#[tokio::test]
+async fn the_live_page_says_sign_in_is_needed_and_goes_live_with_the_cookie() {
+    let app = TestApp::spawn(jwt_config("auth-page", None, Some(SECRET))).await;
+    let token = hs256(
+        SECRET.as_bytes(),
+        &claims("https://login.example", json!({})),
+    );
+    let output = alert_testkit::pages::node("auth-page.mjs")
+        .args(["--page", &app.url("/")])
+        .args(["--token", &token])
+        .arg("--chromium")
+        .arg(alert_testkit::pages::chromium())
+        .output()
+        .await
+        .expect("node (install it with scripts/clients)");
+    let line = String::from_utf8_lossy(&output.stdout);
+    let summary: Value =
+        serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("auth-page.mjs: {line}"));
+    assert_eq!(summary["ok"], true, "{summary}");
+    let without = summary["steps"][0]["text"].as_str().unwrap();
+    assert!(without.starts_with("sign-in needed"), "{summary}");
+    assert_eq!(summary["steps"][1]["state"], "live", "{summary}");
+    app.stop().await;
+}
