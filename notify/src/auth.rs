@@ -315,7 +315,7 @@ impl Auth {
 #[derive(Debug, Clone)]
 pub(crate) struct CookieToken(pub(crate) Box<str>);
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme

@@ -16,7 +16,7 @@ use axum::{
         IntoResponse, Response,
         sse::{Event as SseEvent, KeepAlive, Sse},
     },
-    routing::get,
+    routing::{get, post},
 };
 use futures::{Stream, StreamExt, stream};
 use prometheus::IntGauge;
@@ -38,6 +38,7 @@ pub(crate) fn router(hub: Arc<Hub>, auth: Arc<Auth>, closing: watch::Receiver<bo
         .route("/api/active", get(active))
         .route("/api/events", get(events))
         .route("/api/history", get(history))
+        .route("/api/session", post(start_session).delete(end_session))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -68,12 +69,16 @@ pub(crate) enum ApiError {
     /// fetched: 503.
     #[error(transparent)]
     Auth(AuthError),
+    /// `/api/session` while `CLIENT_AUTH=none`: 404.
+    #[error("client authentication is off (CLIENT_AUTH=none): there is no session to start")]
+    NoSessions,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::Invalid(_) | ApiError::Locations(_) => StatusCode::BAD_REQUEST,
+            ApiError::NoSessions => StatusCode::NOT_FOUND,
             ApiError::Unavailable(error) => {
                 tracing::warn!(%error, "cannot read the state for a request");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -99,6 +104,44 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// `POST /api/session` with `Authorization: Bearer <token>`: the token, once checked,
+/// goes into the http-only cookie notify reads, so that a page's script never holds it
+/// (the live page's SSE and a same-origin Socket.IO handshake then send it by
+/// themselves). `SameSite=Strict`: no other site's page makes the browser send it;
+/// `Secure`: only over HTTPS (browsers count localhost as secure); `Max-Age`: until the
+/// token's `exp`. Answers 204, or 401 like every read.
+async fn start_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let cookie = state.auth.cookie_name().ok_or(ApiError::NoSessions)?;
+    let token = crate::auth::bearer(&headers);
+    let grant = state
+        .auth
+        .grant(token)
+        .await
+        .map_err(|error| ApiError::Auth(state.hub.metrics.refused(error)))?;
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    let max_age = grant.exp.map_or(0, |exp| exp.saturating_sub(now));
+    let token = token.expect("a granted jwt session had a token");
+    Ok(session_cookie(cookie, token, max_age))
+}
+
+/// `DELETE /api/session`: the cookie is cleared (signing out).
+async fn end_session(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let cookie = state.auth.cookie_name().ok_or(ApiError::NoSessions)?;
+    Ok(session_cookie(cookie, "", 0))
+}
+
+fn session_cookie(name: &str, value: &str, max_age: u64) -> Response {
+    let cookie =
+        format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict");
+    match HeaderValue::from_str(&cookie) {
+        Ok(cookie) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response(),
+        Err(_) => ApiError::Invalid("the token cannot be a cookie".into()).into_response(),
     }
 }
 

@@ -734,3 +734,77 @@ async fn the_live_page_says_sign_in_is_needed_and_goes_live_with_the_cookie() {
     assert_eq!(summary["steps"][1]["state"], "live", "{summary}");
     app.stop().await;
 }
+
+/// `POST /api/session` turns a checked Bearer token into the http-only cookie notify
+/// reads (SameSite=Strict, Secure, until `exp`); a bad token sets nothing; `DELETE`
+/// clears it; without authentication there is no session.
+#[tokio::test]
+async fn a_session_puts_a_checked_token_into_an_http_only_cookie() {
+    let app = TestApp::spawn(jwt_config("session", None, Some(SECRET))).await;
+    let exp = get_current_timestamp() + 600;
+    let token = hs256(
+        SECRET.as_bytes(),
+        &claims("https://login.example", json!({ "exp": exp })),
+    );
+    let session = |bearer: Option<&str>| {
+        let mut request = app.http.post(app.url("/api/session"));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        request.send()
+    };
+
+    let started = session(Some(&token)).await.unwrap();
+    assert_eq!(started.status(), 204);
+    let cookie = started.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let attributes: Vec<&str> = cookie.split("; ").collect();
+    assert_eq!(attributes[0], format!("alert_token={token}"));
+    for wanted in ["Path=/", "HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(attributes.contains(&wanted), "{wanted} in {cookie}");
+    }
+    let max_age: u64 = attributes
+        .iter()
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((590..=600).contains(&max_age), "until exp: {cookie}");
+    // The browser sends it back by itself: the cookie alone opens the stream.
+    let stream = app
+        .http
+        .get(app.url("/api/stream"))
+        .header("cookie", attributes[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
+    for bad in [None, Some("not-a-token")] {
+        let refused = session(bad).await.unwrap();
+        assert_eq!(refused.status(), 401, "{bad:?}");
+        assert!(!refused.headers().contains_key("set-cookie"), "{bad:?}");
+    }
+    let ended = app
+        .http
+        .delete(app.url("/api/session"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+    let cleared = ended.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.starts_with("alert_token=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    app.stop().await;
+
+    let open = TestApp::ready("no-session").await;
+    let none = open
+        .http
+        .post(open.url("/api/session"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404);
+    open.stop().await;
+}
