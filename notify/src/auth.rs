@@ -76,6 +76,9 @@ pub enum AuthSettingsError {
     IssuersDiffer,
     #[error("JWT_COOKIE must be a cookie name (letters, digits, `-`, `_`, `.`)")]
     CookieName,
+    /// An issuer signs tokens for many apps: without an audience, all of them would pass.
+    #[error("OIDC_ISSUER needs JWT_AUDIENCE (the aud this notify's tokens carry)")]
+    NoAudience,
 }
 
 impl AuthArgs {
@@ -100,6 +103,9 @@ impl AuthArgs {
             }
             if self.jwt_issuer.as_ref().is_some_and(|iss| iss != issuer) {
                 return Err(AuthSettingsError::IssuersDiffer);
+            }
+            if self.jwt_audience.as_deref().is_none_or(str::is_empty) {
+                return Err(AuthSettingsError::NoAudience);
             }
         }
         let cookie_char = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
@@ -949,6 +955,9 @@ mod tests {
         assert_eq!(bad.check(), Err(AuthSettingsError::IssuerNotUrl));
         bad.oidc_issuer = Some("https://id.example/realms/a".into());
         assert_eq!(bad.check(), Err(AuthSettingsError::IssuersDiffer));
+        bad.jwt_issuer = None;
+        bad.jwt_audience = None;
+        assert_eq!(bad.check(), Err(AuthSettingsError::NoAudience));
         let mut bad = settings();
         bad.jwt_cookie = "a;b".into();
         assert_eq!(bad.check(), Err(AuthSettingsError::CookieName));
