@@ -8,6 +8,7 @@
 #   BIG=1 loadtest/run-scenarios.sh           # adds 100k clients over 6 notify processes
 #   SCENARIOS=wire loadtest/run-scenarios.sh  # the raw-socket floor of this machine
 #   SCENARIOS=auth loadtest/run-scenarios.sh  # handshakes/s and memory, CLIENT_AUTH none vs jwt
+#   SCENARIOS=flood loadtest/run-scenarios.sh # others' latency while one address floods
 #
 # Needs: cargo build --release -p alert-listener -p alert-processor -p alert-notify -p alert-loadtest,
 # RabbitMQ and Redis on 127.0.0.1 (scripts/services), jq, curl.
@@ -123,6 +124,28 @@ PYEOF
     done
     cmd="alert-loadtest idle --clients 19900 --hold 10 [--token <HS256 JWT>], notify with CLIENT_AUTH=none then jwt"
     row "client auth, 19,900 connections, none vs jwt" "$cmd" "${summary%; }"
+    ;;
+  flood)
+    # One address floods a notify that has the default per-address limits while 1,000
+    # clients from eight other addresses take 20 alerts/s: their latency with and
+    # without the flood, and what the flooding address got.
+    port=$(free_port)
+    # FLOOD_SESSIONS: the sessions one address may hold (default: notify's 5,000).
+    env -u MAX_STREAMS_PER_ADDRESS -u HANDSHAKES_PER_SECOND_PER_ADDRESS \
+      MAX_CONNECTIONS_PER_ADDRESS="${FLOOD_SESSIONS:-5000}" \
+      LISTEN_ADDR=127.0.0.1:$port "$BIN/alert-notify" 2>>"$OUT/notify-flood.log" & PIDS+=($!)
+    wait_ready "http://127.0.0.1:$port"
+    e2e=(e2e --listener "$LISTENER" --notify "127.0.0.1:$port" --clients 1000 --rate 20 --broadcasts 400 --source-addrs 100)
+    timeout 120 "${LT[@]}" "${e2e[@]}" --out "$OUT/flood-quiet" >/dev/null
+    timeout 120 "${LT[@]}" idle --notify "127.0.0.1:$port" --clients 15000 --source-addrs 1 --first-source 200 \
+      --hold 60 --connect-timeout 40 --out "$OUT/flood-attacker" >"$OUT/flood-attacker.log" 2>&1 & flooder=$!
+    sleep 2
+    timeout 120 "${LT[@]}" "${e2e[@]}" --out "$OUT/flood-e2e" >/dev/null
+    refused=$(curl -fs "http://127.0.0.1:$port/metrics" | awk '/^alerts_notify_limited_total/ { n += $2 } END { print n + 0 }')
+    wait "$flooder" || true
+    latency='"p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms, delivered \(.delivered)/\(.expected)"'
+    cmd="alert-loadtest e2e --clients 1000 --rate 20, then again while alert-loadtest idle --clients 15000 --source-addrs 1 floods"
+    row "one address flooding, 1,000 clients elsewhere" "$cmd" "quiet: $(jq -r "$latency" "$OUT/flood-quiet.json"); flooded: $(jq -r "$latency" "$OUT/flood-e2e.json"); the flooding address held $(jq -r '.ready_clients' "$OUT/flood-attacker.json") sessions, $refused requests refused"
     ;;
   close-lag)
     cmd="alert-loadtest close-lag --clients 10 --count 300 --rate 50"
