@@ -322,3 +322,33 @@ async fn fuzz_socket_io_edge() {
     assert_eq!(alerts[0].location, "Fuzzed");
     app.stop().await;
 }
+
+/// Two WebSocket upgrades of one polling session at once: one is refused, the other
+/// carries the session. (The waiting one used to hold the send channel while the
+/// first one's writer started, and that writer panicked: a session that never answered.)
+#[tokio::test]
+async fn two_upgrades_of_one_session_at_once_leave_one_working_transport() {
+    let app = TestApp::ready("double-upgrade").await;
+    for _ in 0..20 {
+        let sid = polling_session(&app).await;
+        let url = format!(
+            "ws://{}/socket.io/?EIO=4&transport=websocket&sid={sid}",
+            app.addr
+        );
+        let upgrade = || async {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.ok()?;
+            ws.send(Message::text("2probe")).await.ok()?;
+            let probe = tokio::time::timeout(WAIT, ws.next()).await.ok()??.ok()?;
+            (probe.to_text().ok()? == "3probe").then_some(())?;
+            ws.send(Message::text("5")).await.ok()?;
+            Some(ws)
+        };
+        let (first, second) = tokio::join!(upgrade(), upgrade());
+        let mut upgraded: Vec<Ws> = [first, second].into_iter().flatten().collect();
+        assert_eq!(upgraded.len(), 1, "exactly one upgrade goes through");
+        let ws = &mut upgraded[0];
+        ws.send(Message::text("40")).await.unwrap();
+        while !next_text(ws).await.starts_with(r#"42["snapshot""#) {}
+    }
+    app.stop().await;
+}

@@ -284,7 +284,10 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut internal_rx = socket.internal_rx.try_lock().unwrap();
+    // alert-broadcaster patch: wait for the lock instead of `try_lock().unwrap()`. A
+    // second upgrade request for the same session holds it while it is refused (see
+    // `upgrade_handshake`); the unwrap panicked this task (found by alert-fuzz).
+    let mut internal_rx = socket.internal_rx.lock().await;
 
     // map a packet to a websocket message
     // It is declared as a macro rather than a closure to avoid ownership issues
@@ -413,6 +416,12 @@ where
     // wait for any current polling connection to finish by waiting for the socket to be unlocked
     // All other polling connection will be immediately closed with a NOOP packet.
     let _lock = socket.internal_rx.lock().await;
+    // alert-broadcaster patch: two upgrade requests for one session both passed the
+    // `is_ws` check in `on_init` before either finished; the one that waited for the
+    // lock finds the session upgraded already and is refused, as on_init would have.
+    if socket.is_ws() {
+        return Err(Error::MultipleWebsocketRequests);
+    }
 
     // Fetch the next packet from the ws stream, it should be a PingUpgrade packet
     let msg = match ws.next().await {
