@@ -4,7 +4,6 @@
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
     process::Stdio,
     sync::{
         Arc, Mutex,
@@ -22,7 +21,7 @@ use tokio::{
     process::Command,
 };
 
-use crate::helpers::{REDIS_URL, TestApp, WAIT, alert, unique};
+use crate::helpers::{REDIS_URL, TestApp, WAIT, alert, clients_dir, have, python, unique};
 
 const AUDIENCE: &str = "alerts";
 const SECRET: &str = "the shared secret of the auth tests, 32+ bytes";
@@ -288,23 +287,6 @@ async fn oidc_tokens_are_checked_against_the_issuers_rotating_keys() {
         1.0
     );
     app.stop().await;
-}
-
-fn clients_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-fn python() -> String {
-    std::env::var("ALERT_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
-fn have(program: &str) -> bool {
-    std::process::Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// A running client script: its JSON lines as they come, commands on stdin.

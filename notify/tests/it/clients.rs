@@ -4,7 +4,7 @@
 //! `pip install -r notify/tests/clients/requirements.txt`; the test is skipped, saying
 //! so, only when `node` or `python3` itself is missing.
 
-use std::{path::PathBuf, process::Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 use tokio::{
@@ -12,20 +12,7 @@ use tokio::{
     process::Command,
 };
 
-use crate::helpers::{TestApp, WAIT, alert};
-
-fn clients_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-fn have(program: &str) -> bool {
-    std::process::Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use crate::helpers::{TestApp, WAIT, alert, clients_dir, have, python};
 
 /// Runs a client script, waits until it has subscribed, applies an alert for its
 /// location and returns the event it printed.
@@ -84,10 +71,6 @@ async fn stock_javascript_client_subscribes_and_receives() {
 
 /// The Python that has python-socketio: `ALERT_TEST_PYTHON` (scripts/test points it at
 /// a virtualenv outside the repository), else `python3`.
-fn python() -> String {
-    std::env::var("ALERT_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
 #[tokio::test]
 async fn stock_python_client_subscribes_and_receives() {
     if !have(&python()) {

@@ -173,3 +173,23 @@ impl Ingest {
         alert_testkit::delete_queues(&self.queue).await;
     }
 }
+
+/// The stock client scripts and their installed packages.
+pub(crate) fn clients_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// The Python with python-socketio (`scripts/clients` installs it).
+pub(crate) fn python() -> String {
+    std::env::var("ALERT_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Whether `program` runs (`--version`).
+pub(crate) fn have(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
