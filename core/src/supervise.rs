@@ -272,6 +272,15 @@ pub fn parse<C: clap::Parser>() -> C {
     })
 }
 
+/// Settings clap cannot check alone (they depend on each other) are refused as clap
+/// refuses one: one line on stderr, exit code 2.
+pub fn check_settings<E: std::fmt::Display>(checked: Result<(), E>) {
+    if let Err(error) = checked {
+        eprintln!("error: {error}");
+        std::process::exit(2)
+    }
+}
+
 /// The end of `main`: on error, logs it in one line and exits with code 1 at once,
 /// without waiting for anything still running.
 pub fn exit<E: std::fmt::Display>(result: Result<(), E>) -> std::process::ExitCode {

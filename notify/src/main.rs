@@ -3,11 +3,7 @@ use alert_core::supervise;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config: alert_notify::Config = supervise::parse();
-    // Like a value clap refuses: one line, exit 2.
-    if let Err(error) = config.clients.auth.check() {
-        eprintln!("error: {error}");
-        std::process::exit(2);
-    }
+    supervise::check_settings(config.clients.auth.check());
     alert_core::telemetry::init(config.service.log_format);
     supervise::exit(
         async {
