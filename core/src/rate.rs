@@ -10,6 +10,17 @@ pub struct RateLimit {
     pub burst: f64,
 }
 
+impl RateLimit {
+    /// `rate` a second with bursts of `burst_seconds` worth; `None` (no limit) when
+    /// `rate` is 0, as the settings spell "off".
+    pub fn per_second(rate: f64, burst_seconds: f64) -> Option<RateLimit> {
+        (rate > 0.0).then_some(RateLimit {
+            rate,
+            burst: rate * burst_seconds,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     tokens: f64,
@@ -73,5 +84,12 @@ mod tests {
             Ok(())
         );
         assert!(bucket.is_full(limit, start + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn zero_is_no_limit() {
+        assert_eq!(RateLimit::per_second(0.0, 2.0), None);
+        let limit = RateLimit::per_second(10.0, 2.0).unwrap();
+        assert_eq!((limit.rate, limit.burst), (10.0, 20.0));
     }
 }

@@ -155,10 +155,7 @@ pub async fn serve(
         .build_layer();
     let limits = hub::Limits {
         max_locations: settings.max_locations_per_client,
-        subscribes: (settings.subscribes_per_second > 0.0).then_some(alert_core::RateLimit {
-            rate: settings.subscribes_per_second,
-            burst: settings.subscribes_per_second * 2.0,
-        }),
+        subscribes: alert_core::RateLimit::per_second(settings.subscribes_per_second, 2.0),
         replay_limit: settings.replay_limit,
         backlog: settings.client_backlog,
     };
@@ -284,6 +281,17 @@ async fn own_request_head(mut request: axum::extract::Request) -> axum::extract:
     request
 }
 
+/// Whether a request opens a Socket.IO session: an Engine.IO handshake, without a
+/// `sid` yet (a request with one belongs to a session that exists).
+fn opens_session(uri: &axum::http::Uri) -> bool {
+    uri.path().starts_with("/socket.io")
+        && !uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .any(|pair| pair.starts_with("sid="))
+}
+
 /// Keeps a Socket.IO request's token cookie, alone, as an extension that the handshake
 /// middleware reads (the headers themselves are dropped, see [`own_request_head`]). It
 /// stays in the socket's request head, a token's size, for the socket's life.
@@ -291,13 +299,10 @@ async fn keep_token_cookie(
     axum::extract::State(name): axum::extract::State<Arc<str>>,
     mut request: axum::extract::Request,
 ) -> axum::extract::Request {
-    // Only a handshake (no `sid` yet) creates a socket and keeps its request head.
-    let handshake = request.uri().path().starts_with("/socket.io")
-        && request
-            .uri()
-            .query()
-            .is_none_or(|query| !query.contains("sid="));
-    if handshake && let Some(token) = auth::cookie(request.headers(), &name) {
+    // Only a handshake creates a socket and keeps its request head.
+    if opens_session(request.uri())
+        && let Some(token) = auth::cookie(request.headers(), &name)
+    {
         let token = auth::CookieToken(token.into());
         request.extensions_mut().insert(token);
     }
@@ -318,6 +323,16 @@ mod tests {
             .header(header::CONTENT_TYPE, "text/plain")
             .body(Body::empty())
             .unwrap()
+    }
+
+    #[test]
+    fn a_session_is_opened_by_a_handshake_without_a_sid() {
+        let opens = |uri: &str| opens_session(&uri.parse().unwrap());
+        assert!(opens("/socket.io/?EIO=4&transport=websocket"));
+        assert!(opens("/socket.io/?EIO=4&transport=polling&xsid=1"));
+        assert!(!opens("/socket.io/?EIO=4&transport=polling&sid=abc"));
+        assert!(!opens("/socket.io/?sid=abc&EIO=4"));
+        assert!(!opens("/api/stream"));
     }
 
     #[tokio::test]

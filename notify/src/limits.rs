@@ -200,10 +200,7 @@ impl AddressLimits {
         AddressLimits {
             max_sessions: args.max_connections_per_address,
             max_streams: args.max_streams_per_address,
-            handshakes: (rate > 0.0).then_some(RateLimit {
-                rate,
-                burst: rate * HANDSHAKE_BURST_SECONDS,
-            }),
+            handshakes: RateLimit::per_second(rate, HANDSHAKE_BURST_SECONDS),
             trusted: args.trusted_proxies.clone(),
             table: Mutex::default(),
             limited,
@@ -294,13 +291,10 @@ fn address_key(address: IpAddr) -> IpAddr {
 /// A new Socket.IO session (an Engine.IO handshake: no `sid` yet), an SSE stream, or
 /// anything else.
 fn kind_of(request: &Request) -> Option<Kind> {
-    let path = request.uri().path();
-    if path.starts_with("/socket.io") {
-        let query = request.uri().query().unwrap_or("");
-        let joined = query.split('&').any(|pair| pair.starts_with("sid="));
-        return (!joined).then_some(Kind::Session);
+    if crate::opens_session(request.uri()) {
+        return Some(Kind::Session);
     }
-    (path == "/api/stream").then_some(Kind::Stream)
+    (request.uri().path() == "/api/stream").then_some(Kind::Stream)
 }
 
 /// The middleware: counts sessions and streams per address and refuses those over a
