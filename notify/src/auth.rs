@@ -375,8 +375,8 @@ impl Verifier {
                 validation.set_audience(&[audience]);
                 required.push("aud");
             }
-            // Without an expected audience, any (a token for another service of the
-            // same issuer too): the README says to set JWT_AUDIENCE with OIDC.
+            // Only with a shared secret (an issuer needs JWT_AUDIENCE, see `check`):
+            // whoever holds the secret mints for this notify alone.
             None => validation.validate_aud = false,
         }
         validation.set_required_spec_claims(&required);
