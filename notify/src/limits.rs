@@ -220,14 +220,9 @@ impl AddressLimits {
         self.table.lock().expect("address table lock")
     }
 
-    /// Counts one more `kind` for `address` (and with `handshake`, takes a handshake
-    /// token), or says which limit refuses it.
-    fn hold(
-        self: &Arc<Self>,
-        address: IpAddr,
-        kind: Kind,
-        handshake: bool,
-    ) -> Result<Option<Held>, Limited> {
+    /// Counts one more `kind` for `address` (a session also takes a handshake token),
+    /// or says which limit refuses it.
+    fn hold(self: &Arc<Self>, address: IpAddr, kind: Kind) -> Result<Option<Held>, Limited> {
         let now = Instant::now();
         let mut table = self.lock();
         if table.entries.len() >= table.prune_at {
@@ -249,7 +244,9 @@ impl AddressLimits {
         if max > 0 && *count >= max {
             return Err(refusal);
         }
-        if let (true, Some(limit), Some(bucket)) = (handshake, handshakes, &mut entry.handshakes) {
+        if kind == Kind::Session
+            && let (Some(limit), Some(bucket)) = (handshakes, &mut entry.handshakes)
+        {
             bucket.take(1.0, limit, now).map_err(Limited::Handshakes)?;
         }
         *count += 1;
@@ -314,7 +311,7 @@ pub(crate) async fn check(
     };
     let peer = peer.ip().to_canonical();
     let address = address_key(limits.trusted.client(peer, request.headers()));
-    let held = match limits.hold(address, kind, kind == Kind::Session) {
+    let held = match limits.hold(address, kind) {
         Ok(held) => held,
         Err(limited) => {
             limits.limited.with_label_values(&[limited.label()]).inc();
@@ -426,22 +423,13 @@ mod tests {
     fn sessions_are_counted_until_dropped_and_per_address() {
         let limits = Arc::new(AddressLimits::new(&args(2, 0.0), counter()));
         let (a, b) = (ip("203.0.113.1"), ip("203.0.113.2"));
-        let first = limits.hold(a, Kind::Session, true).unwrap();
-        let _second = limits.hold(a, Kind::Session, true).unwrap();
-        assert_eq!(
-            limits.hold(a, Kind::Session, true).err(),
-            Some(Limited::Sessions)
-        );
-        assert!(
-            limits.hold(b, Kind::Session, true).is_ok(),
-            "another address"
-        );
-        assert!(
-            limits.hold(a, Kind::Stream, false).is_ok(),
-            "streams count apart"
-        );
+        let first = limits.hold(a, Kind::Session).unwrap();
+        let _second = limits.hold(a, Kind::Session).unwrap();
+        assert_eq!(limits.hold(a, Kind::Session).err(), Some(Limited::Sessions));
+        assert!(limits.hold(b, Kind::Session).is_ok(), "another address");
+        assert!(limits.hold(a, Kind::Stream).is_ok(), "streams count apart");
         drop(first);
-        assert!(limits.hold(a, Kind::Session, true).is_ok(), "released");
+        assert!(limits.hold(a, Kind::Session).is_ok(), "released");
     }
 
     #[test]
@@ -450,13 +438,13 @@ mod tests {
         let a = ip("203.0.113.1");
         let burst = (2.0 * HANDSHAKE_BURST_SECONDS) as usize;
         let held: Vec<_> = (0..burst)
-            .map(|_| limits.hold(a, Kind::Session, true).unwrap())
+            .map(|_| limits.hold(a, Kind::Session).unwrap())
             .collect();
         assert!(matches!(
-            limits.hold(a, Kind::Session, true),
+            limits.hold(a, Kind::Session),
             Err(Limited::Handshakes(_))
         ));
-        assert!(limits.hold(ip("203.0.113.2"), Kind::Session, true).is_ok());
+        assert!(limits.hold(ip("203.0.113.2"), Kind::Session).is_ok());
         drop(held);
     }
 
@@ -465,7 +453,7 @@ mod tests {
         let limits = Arc::new(AddressLimits::new(&args(5, 0.0), counter()));
         for i in 0..1100u32 {
             let address = IpAddr::from(std::net::Ipv4Addr::from(0xCB00_7100 + i));
-            drop(limits.hold(address, Kind::Session, true).unwrap());
+            drop(limits.hold(address, Kind::Session).unwrap());
         }
         let tracked = limits.lock().entries.len();
         assert!(tracked < 1100, "pruned at 1024: {tracked} tracked");
